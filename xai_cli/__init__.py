@@ -1,0 +1,3 @@
+"""xai: train image classifiers, then interrogate them."""
+
+__version__ = "0.1.0"

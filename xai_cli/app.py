@@ -1,0 +1,85 @@
+"""Run a command through Hydra's own entry point, so run dirs, multirun, launchers and callbacks all work.
+
+The Typer CLI hands each subcommand here with its arguments untouched. Hydra's compose API would neither
+multirun nor make run directories, so the arguments go to `@hydra.main`, as if the command were its own
+script.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from xai_cli.config_check import preflight
+from xai_cli.errors import UserError
+from xai_cli.report.writer import RunReport, atomic_write
+
+log = logging.getLogger("xai")
+
+
+def _config_dir() -> Path:
+    packaged = Path(__file__).parent / "configs"  # inside a built wheel
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIG_DIR = _config_dir()
+
+
+class RunFailed(Exception):
+    def __init__(self, message: str, run_dir: Path) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, MissingMandatoryValue):
+        return f"{exc.full_key} must be set"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def run_task(cfg: DictConfig) -> dict[str, Any] | None:
+    """The Hydra task of every command: run the configured analysis into this job's run directory."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        runner = instantiate(cfg.analysis)
+        metrics = runner.run(cfg, RunReport(run_dir))
+        log.info("report: %s", run_dir / "report.html")
+        return metrics
+    except Exception as exc:
+        message = describe_failure(exc)
+        atomic_write(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
+        log.error("failed: %s", message)
+        log.debug("traceback", exc_info=True)
+        if multirun:  # one failing job must not stop the sweep; the summary lists it as failed
+            return None
+        raise RunFailed(message, run_dir) from exc
+
+
+def launch(command: str, args: list[str]) -> None:
+    """Check the overrides, then run `command` as a Hydra app with `args` as its command line."""
+    preflight(command, args, CONFIG_DIR)
+    # Exceptions must reach the CLI, which prints them as one line, rather than Hydra's report of them.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    saved_argv = sys.argv
+    sys.argv = [f"xai {command}", *args]
+    try:
+        hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(run_task)()
+    finally:
+        sys.argv = saved_argv

@@ -1,0 +1,96 @@
+"""The `xai` command line: parses, forwards overrides to Hydra, and nothing else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from xai_cli.errors import UserError
+
+app = typer.Typer(
+    name="xai",
+    help="Train image classifiers and interrogate them. Every command takes Hydra overrides, "
+    "e.g. `xai train dataset=mnist 'classifiers=[cnn,svm_rbf]' seed=1`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# Subcommands that run an analysis: name -> one-line help. Each has configs/<name>.yaml as primary config.
+COMMANDS = {
+    "train": "Train classifiers into the model store; report accuracy, size, training time and disagreement.",
+}
+
+OVERRIDES_HELP = (
+    "Hydra overrides, passed through verbatim: KEY=VALUE (seed=1), GROUP=OPTION (dataset=mnist), "
+    "lists ('classifiers=[cnn,svm_rbf]'), sweeps with -m (seed=1,2,3), hydra.* settings "
+    "(hydra.run.dir=out/x, hydra/launcher=joblib)."
+)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _make_command(name: str, help_text: str) -> None:
+    @app.command(
+        name,
+        help=f"{help_text}\n\n{OVERRIDES_HELP}",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def command(
+        ctx: typer.Context,
+        multirun: bool = typer.Option(False, "--multirun", "-m", help="Run a sweep: one job per combination."),
+        cfg: Optional[str] = typer.Option(None, "--cfg", "-c", help="Print the composed config (job|hydra|all) and exit."),
+        resolve: bool = typer.Option(False, "--resolve", help="With --cfg: resolve interpolations."),
+    ) -> None:
+        from xai_cli.app import RunFailed, launch  # heavy imports only when a command really runs
+
+        args = (["--multirun"] if multirun else []) + (["--cfg", cfg] if cfg else []) + (["--resolve"] if resolve else [])
+        try:
+            launch(name, args + list(ctx.args))
+        except UserError as exc:
+            _fail(str(exc), 2)
+        except RunFailed as exc:
+            _fail(f"{exc} (details: {exc.run_dir / 'error.txt'})", 1)
+        except (HydraException, OmegaConfBaseException) as exc:
+            from xai_cli.app import CONFIG_DIR
+            from xai_cli.config_check import describe_config_error
+
+            _fail(describe_config_error(exc, CONFIG_DIR), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # a bug of ours: still one line, the traceback on request
+            if os.environ.get("XAI_DEBUG"):
+                raise
+            _fail(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+                  "(set XAI_DEBUG=1 for the traceback)", 1)
+
+
+for _name, _help in COMMANDS.items():
+    _make_command(_name, _help)
+
+
+@app.command("report")
+def report(run_dir: Path = typer.Argument(..., help="A run directory, or a multirun (sweep) directory.")) -> None:
+    """Re-render a run's report.md/report.html from its metrics.json, or a sweep's summary table."""
+    from xai_cli.report.rerender import rerender
+
+    try:
+        written = rerender(run_dir)
+    except UserError as exc:
+        _fail(str(exc), 2)
+    typer.echo(f"wrote {written}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

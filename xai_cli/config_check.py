@@ -1,0 +1,160 @@
+"""Check a command's overrides before Hydra starts a run, and say what is wrong in one line.
+
+Hydra reports a bad option as a multi-line message with its search path, and accepts a wrong value type
+silently (`seed=abc` becomes a string that fails deep inside training). Composing the config once here,
+with the first value of every sweep, catches both before any run directory exists.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from xai_cli.errors import UserError
+
+_ABSENT = object()
+
+
+def config_groups(config_dir: Path) -> set[str]:
+    """Every config group (folder of YAML files) under config_dir, e.g. 'dataset', 'hydra/launcher'."""
+    return {str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))}
+
+
+def group_options(config_dir: Path, group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+
+
+def override_tokens(args: list[str]) -> list[str]:
+    """The Hydra overrides among the arguments (flags such as --cfg and their values are not)."""
+    return [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
+def describe_config_error(exc: BaseException, config_dir: Path, base_keys: list[str] | None = None) -> str:
+    """One line for a Hydra/OmegaConf composition error."""
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        group, _, option = exc.missing_cfg_file.rpartition("/")
+        if group:
+            options = list(exc.options or group_options(config_dir, group))
+            return f"unknown {group} '{option}'; valid: {', '.join(options)}"
+    message = str(exc)
+    match = re.search(r"Could not override '([^']+)'", message)
+    if match:
+        key = match.group(1)
+        valid = f"; valid: {', '.join(base_keys)}" if base_keys else ""
+        return f"unknown option '{key}'{valid}"
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse override '{exc.override}': {message.splitlines()[0]}"
+    return message.strip().splitlines()[0]
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, ListConfig)):
+        return "a list, e.g. [a,b]"
+    return "a mapping"
+
+
+def _compatible(expected: Any, value: Any) -> bool:
+    if value is None or expected is None:
+        return True
+    if isinstance(expected, bool):
+        return isinstance(value, bool)
+    if isinstance(expected, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(expected, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(expected, (list, ListConfig)):
+        return isinstance(value, list)
+    if isinstance(expected, (dict, DictConfig)):
+        return isinstance(value, dict)
+    return True  # strings take whatever Hydra parsed (names, paths, numbers used as names)
+
+
+def _values(override: Override) -> list[Any]:
+    return list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+
+
+def _first(override: Override) -> str:
+    if override.is_sweep_override():
+        return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+    return override.input_line or ""
+
+
+def preflight(command: str, args: list[str], config_dir: Path) -> None:
+    """Raise UserError (one line) if the overrides cannot make a valid config for `command`."""
+    tokens = override_tokens(args)
+    try:
+        overrides = OverridesParser.create().parse_overrides(tokens)
+    except OverrideParseException as exc:
+        raise UserError(describe_config_error(exc, config_dir)) from None
+
+    groups = config_groups(config_dir)
+    group_overrides, value_overrides = [], []
+    for o in overrides:
+        key = o.key_or_group
+        if key == "hydra.run.dir" and not o.is_sweep_override():
+            run_dir = Path(str(o.value())).expanduser()
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                raise UserError(f"{run_dir} already holds a run and earlier runs are never overwritten: "
+                                "choose another hydra.run.dir")
+        if key.startswith("hydra."):
+            continue  # launcher/run settings: Hydra checks them itself
+        if key in groups or "/" in key or "@" in key:
+            group_overrides.append(_first(o))
+        else:
+            value_overrides.append(o)
+
+    top_keys: list[str] | None = None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name=command):
+            # the command's own options, to list when an override names none of them
+            top_keys = [f"{k}=…" for k in compose(config_name=command)] + ["experiment=…"]
+            base = compose(config_name=command, overrides=group_overrides)
+            for o in value_overrides:
+                _check_value(base, o, top_keys)
+            compose(config_name=command, overrides=group_overrides + [_first(o) for o in value_overrides])
+    except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as exc:
+        raise UserError(describe_config_error(exc, config_dir, top_keys)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+    missing = sorted(OmegaConf.missing_keys(base))
+    if missing:
+        raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
+
+
+def _check_value(base: DictConfig, o: Override, top_keys: list[str]) -> None:
+    key = o.key_or_group
+    if o.is_delete():
+        return
+    current = OmegaConf.select(base, key, default=_ABSENT, throw_on_resolution_failure=False)
+    if current is _ABSENT:
+        if o.is_add() or o.is_force_add():
+            return
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(base, parent_key, default=None) if parent_key else base
+        if isinstance(parent, DictConfig):
+            valid = ", ".join(str(k) for k in parent) if parent_key else ", ".join(top_keys)
+            where = f" in {parent_key}" if parent_key else ""
+            raise UserError(f"unknown option '{key}'{where}; valid: {valid}")
+        raise UserError(f"unknown option '{key}'")
+    if OmegaConf.is_missing(base, key):
+        return
+    for value in _values(o):
+        if not _compatible(current, value):
+            raise UserError(f"{key} expects {_type_name(current)}, got '{value}'")

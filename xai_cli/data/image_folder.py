@@ -1,0 +1,58 @@
+"""A user's own images, one folder per class (torchvision's ImageFolder layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import datasets, transforms
+
+from xai_cli.data.base import ArrayDataModule, Split, stratified_three_way, to_split
+from xai_cli.errors import UserError
+
+
+class ImageFolderDataModule(ArrayDataModule):
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 28,
+        channels: int = 1,
+        test_size: float = 0.2,
+        val_size: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+        self.image_size, self.channels = image_size, channels
+        self.test_size, self.val_size = test_size, val_size
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def load_splits(self) -> dict[str, Split]:
+        if not self.root.is_dir():
+            raise UserError(f"image folder not found: {self.root} (set dataset.root=/path/with/one/folder/per/class)")
+        mode = "L" if self.channels == 1 else "RGB"
+        tf = transforms.Compose(
+            [transforms.Resize((self.image_size, self.image_size), antialias=True), transforms.ToTensor()]
+        )
+        folder = datasets.ImageFolder(str(self.root), transform=tf, loader=lambda p: _open(p, mode))
+        if len(folder.classes) != self.num_classes:
+            raise UserError(
+                f"{self.root} has {len(folder.classes)} class folders but dataset.num_classes={self.num_classes}"
+            )
+        self.class_names = list(folder.classes)
+        x = torch.stack([folder[i][0] for i in range(len(folder))]).numpy()
+        y = np.asarray(folder.targets, dtype=np.int64)
+        parts = stratified_three_way(x, y, self.test_size, self.val_size, self.split_seed)
+        return {name: to_split(xs, ys) for name, (xs, ys) in parts.items()}
+
+
+def _open(path: str, mode: str) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert(mode)

@@ -1,0 +1,1 @@
+"""Models: classifiers (one file per family) and, with later analyses, generators."""

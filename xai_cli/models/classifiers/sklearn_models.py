@@ -1,0 +1,68 @@
+"""scikit-learn classifiers (RBF SVM, logistic regression) behind the common interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+class SklearnClassifier:
+    """Any scikit-learn estimator with `predict_proba`, on flattened inputs, optionally standardised."""
+
+    def __init__(self, estimator: BaseEstimator, standardize: bool = False) -> None:
+        steps = [StandardScaler()] if standardize else []
+        self.pipeline: Pipeline = make_pipeline(*steps, estimator)
+
+    @staticmethod
+    def _flat(x: torch.Tensor | np.ndarray) -> np.ndarray:
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return x.reshape(len(x), -1).astype(np.float64, copy=False)
+
+    def fit(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> "SklearnClassifier":
+        self.pipeline.fit(self._flat(x), np.asarray(y))
+        return self
+
+    def predict_proba(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(self._flat(x)).astype(np.float32)
+
+    def num_parameters(self) -> int:
+        """Numbers the fitted model stores (support vectors, dual coefficients, weights, scaler statistics)."""
+        return _fitted_floats(self.pipeline, set())
+
+    def set_seed(self, seed: int) -> None:
+        """Seed every random_state of the pipeline, nested estimators included (e.g. a calibrated SVC)."""
+        params = self.pipeline.get_params(deep=True)
+        self.pipeline.set_params(**{k: seed for k in params if k == "random_state" or k.endswith("__random_state")})
+
+    def save(self, path: Path) -> None:
+        joblib.dump(self.pipeline, path)
+
+    def load(self, path: Path) -> None:
+        self.pipeline = joblib.load(path)
+
+
+def _fitted_floats(obj: object, seen: set[int]) -> int:
+    """Float values in the fitted (trailing-underscore) arrays of an estimator and the estimators it holds."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, (list, tuple)):
+        return sum(_fitted_floats(o, seen) for o in obj)
+    if isinstance(obj, Pipeline):
+        return sum(_fitted_floats(step, seen) for _, step in obj.steps)
+    if not hasattr(obj, "__dict__"):
+        return 0
+    total = 0
+    for name, value in vars(obj).items():
+        if isinstance(value, np.ndarray):
+            if name.endswith("_") and value.dtype.kind == "f":
+                total += value.size
+        elif isinstance(value, (BaseEstimator, list, tuple)) or type(value).__module__.startswith("sklearn"):
+            total += _fitted_floats(value, seen)
+    return total

@@ -1,0 +1,100 @@
+"""One summary table over the jobs of a multirun, written when the sweep ends (or by `xai report`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from xai_cli.report.document import Document, fmt
+from xai_cli.report.writer import METRICS, atomic_write
+
+log = logging.getLogger("xai")
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return (path / "multirun.yaml").is_file()
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, float | int]:
+    """Numeric leaves of nested dicts as dotted keys (lists and strings are left out of the table)."""
+    out: dict[str, float | int] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        out[prefix[:-1]] = tree
+    return out
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def summarise_sweep(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
+    """Rows of (job, swept values..., status, metrics...) over every job directory of the sweep."""
+    jobs = []
+    for job in _job_dirs(sweep_dir):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+        params = dict(o.split("=", 1) for o in overrides if "=" in o)
+        if (job / METRICS).is_file():
+            metrics, status = _flatten(json.loads((job / METRICS).read_text())), "ok"
+        elif (job / "error.txt").is_file():
+            metrics, status = {}, "failed: " + (job / "error.txt").read_text().splitlines()[0][:100]
+        else:
+            metrics, status = {}, "unfinished"
+        jobs.append((job.name, params, status, metrics))
+    # show only the overrides that vary across jobs: those are what the sweep is about
+    keys = sorted({k for _, p, _, _ in jobs for k in p})
+    swept = [k for k in keys if len({p.get(k) for _, p, _, _ in jobs}) > 1] or keys
+    metric_keys = sorted({k for *_, m in jobs for k in m})
+    headers = ["job", *swept, "status", *metric_keys]
+    rows = [[name, *(p.get(k, "") for k in swept), status, *(m.get(k) for k in metric_keys)]
+            for name, p, status, m in jobs]
+    return headers, rows
+
+
+def write_sweep_summary(sweep_dir: Path) -> Path:
+    headers, rows = summarise_sweep(sweep_dir)
+    buf = io.StringIO()
+    csv.writer(buf).writerows([headers, *rows])
+    atomic_write(sweep_dir / "summary.csv", buf.getvalue())
+    atomic_write(sweep_dir / "summary.json", json.dumps([dict(zip(headers, r)) for r in rows], indent=2))
+    doc = Document(f"Sweep summary: {sweep_dir.name}")
+    n_ok = sum(r[headers.index("status")] == "ok" for r in rows)
+    doc.paragraph(f"{len(rows)} jobs, {n_ok} finished, {len(rows) - n_ok} failed or unfinished. "
+                  f"Each job's own report is in its numbered folder.")
+    doc.table(headers, rows)
+    atomic_write(sweep_dir / "summary.md", doc.to_markdown())
+    atomic_write(sweep_dir / "summary.html", doc.to_html(sweep_dir))
+    return sweep_dir / "summary.md"
+
+
+def format_table(headers: list[str], rows: list[list[Any]], max_cols: int = 8) -> str:
+    """A plain-text table for the console (the first columns; the files hold all of them)."""
+    headers, rows = headers[:max_cols], [r[:max_cols] for r in rows]
+    cells = [headers, *[[fmt(c) for c in r] for r in rows]]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback: after the last job of a multirun, write summary.{md,html,csv,json} in the sweep dir."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        path = write_sweep_summary(sweep_dir)
+        headers, rows = summarise_sweep(sweep_dir)
+        log.info("Sweep summary (all columns in %s):\n%s", path.with_suffix(".csv"), format_table(headers, rows))

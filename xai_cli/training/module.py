@@ -1,0 +1,50 @@
+"""The single LightningModule that trains every torch classifier."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import lightning.pytorch as L
+import torch
+from torch.optim import Optimizer
+
+from xai_cli.models.classifiers.base import TorchClassifier
+
+
+class ClassifierModule(L.LightningModule):
+    def __init__(
+        self,
+        net: TorchClassifier,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.net.training_loss(x, y)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        acc = (self.net(x).argmax(-1) == y).float().mean()
+        self.log("val_acc", acc, prog_bar=True, on_epoch=True, batch_size=len(y))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs = {}
+        # one-cycle style schedules need the run's length, which is known only once the trainer exists
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, **kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

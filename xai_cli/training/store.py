@@ -1,0 +1,180 @@
+"""The model store: trained models keyed by a hash of everything that determines them.
+
+An entry is a folder `<name>-<key16>/` holding `model.bin` and `meta.json` (config, checksum, fit
+record). Entries are written into a temporary folder and renamed into place under a file lock, so a
+crash never leaves a half entry and two sweep jobs that need the same model train it once. An entry
+whose checksum or contents do not match is reported and retrained, never loaded as if fine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+from filelock import FileLock
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import xai_cli
+from xai_cli.data.base import ArrayDataModule
+from xai_cli.models.classifiers.base import Classifier
+
+log = logging.getLogger("xai")
+
+STORE_FORMAT = 1
+ARTIFACT = "model.bin"
+META = "meta.json"
+# Dataset keys that say where data lives or how it is loaded, not what it is.
+_DATASET_IGNORED = {"data_dir", "download", "num_workers"}
+# Trainer keys that change the trained weights (hardware choices such as accelerator do not enter the key).
+_TRAINER_KEPT = ("max_epochs", "limit_train_batches", "precision", "gradient_clip_val", "accumulate_grad_batches")
+
+
+def model_key(classifier_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictConfig, seed: int) -> str:
+    """sha256 over the resolved configs that determine a trained model."""
+    dataset = {k: v for k, v in _plain(dataset_cfg).items() if k not in _DATASET_IGNORED}
+    trainer = {k: v for k, v in _plain(trainer_cfg).items() if k in _TRAINER_KEPT}
+    payload = {"format": STORE_FORMAT, "classifier": _plain(classifier_cfg), "dataset": dataset,
+               "trainer": trainer, "seed": int(seed)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class StoredModel:
+    name: str
+    model: Classifier
+    key: str
+    path: Path
+    meta: dict[str, Any]
+    trained_now: bool
+
+
+class CorruptEntry(Exception):
+    pass
+
+
+class ModelStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def entry_dir(self, name: str, key: str) -> Path:
+        return self.root / f"{name}-{key[:16]}"
+
+    def get(
+        self,
+        name: str,
+        classifier_cfg: DictConfig,
+        data: ArrayDataModule,
+        dataset_cfg: DictConfig,
+        trainer_cfg: DictConfig,
+        seed: int,
+    ) -> StoredModel:
+        """Load the model from the store, or train it there first."""
+        key = model_key(classifier_cfg, dataset_cfg, trainer_cfg, seed)
+        entry = self.entry_dir(name, key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(entry) + ".lock"):
+            if entry.exists():
+                try:
+                    model, meta = self._load(entry, classifier_cfg, seed)
+                    log.info("%s: loaded from the store (%s)", name, entry.name)
+                    return StoredModel(name, model, key, entry, meta, trained_now=False)
+                except CorruptEntry as exc:
+                    log.warning("%s: store entry %s is corrupted (%s); retraining it", name, entry, exc)
+                    shutil.rmtree(entry)
+            model, meta = self._train_into(entry, name, key, classifier_cfg, data, dataset_cfg, trainer_cfg, seed)
+            return StoredModel(name, model, key, entry, meta, trained_now=True)
+
+    # --- internals ----------------------------------------------------------------------------------
+    @staticmethod
+    def _build(classifier_cfg: DictConfig, seed: int) -> Classifier:
+        L.seed_everything(seed, workers=False, verbose=False)  # initial weights come from the seed
+        return instantiate(classifier_cfg.model)
+
+    def _load(self, entry: Path, classifier_cfg: DictConfig, seed: int) -> tuple[Classifier, dict[str, Any]]:
+        try:
+            meta = json.loads((entry / META).read_text())
+            artifact = entry / meta["artifact"]["file"]
+            if artifact.stat().st_size != meta["artifact"]["bytes"]:
+                raise CorruptEntry(f"{artifact.name} has {artifact.stat().st_size} bytes, expected {meta['artifact']['bytes']}")
+            if _sha256(artifact) != meta["artifact"]["sha256"]:
+                raise CorruptEntry(f"{artifact.name} checksum mismatch")
+            model = self._build(classifier_cfg, seed)
+            model.load(artifact)
+        except CorruptEntry:
+            raise
+        except Exception as exc:  # missing/garbled meta, unreadable weights, wrong shapes
+            raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+        return model, meta
+
+    def _train_into(
+        self,
+        entry: Path,
+        name: str,
+        key: str,
+        classifier_cfg: DictConfig,
+        data: ArrayDataModule,
+        dataset_cfg: DictConfig,
+        trainer_cfg: DictConfig,
+        seed: int,
+    ) -> tuple[Classifier, dict[str, Any]]:
+        log.info("%s: not in the store, training it (%s)", name, entry.name)
+        model = self._build(classifier_cfg, seed)
+        fitter = instantiate(classifier_cfg.fit)
+        result = fitter.fit(model, data, trainer_cfg, seed, name)
+        tmp = self.root / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            model.save(tmp / ARTIFACT)
+            meta = {
+                "name": name,
+                "key": key,
+                "format": STORE_FORMAT,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "xai_version": xai_cli.__version__,
+                "seed": int(seed),
+                "classifier": _plain(classifier_cfg),
+                "dataset": _plain(dataset_cfg),
+                "artifact": {"file": ARTIFACT, "bytes": (tmp / ARTIFACT).stat().st_size,
+                             "sha256": _sha256(tmp / ARTIFACT)},
+                "fit": {"train_time_s": result.train_time_s, **result.details},
+            }
+            (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+            os.replace(tmp, entry)  # atomic: the entry appears whole or not at all
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return model, meta
+
+
+def load_classifiers(cfg: DictConfig, data: ArrayDataModule) -> dict[str, StoredModel]:
+    """Every classifier of `cfg.classifiers`, from the store or trained into it."""
+    store = ModelStore(cfg.paths.model_dir)
+    out = {}
+    for name, classifier_cfg in cfg.classifiers.items():
+        start = time.perf_counter()
+        out[name] = store.get(name, classifier_cfg, data, cfg.dataset, cfg.trainer, cfg.seed)
+        log.debug("%s ready in %.1f s", name, time.perf_counter() - start)
+    return out

@@ -1,0 +1,66 @@
+"""Build Lightning Trainers from the `trainer` config group, with progress that fits the terminal."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from typing import Any
+
+import lightning.pytorch as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from xai_cli.utils.progress import interactive
+
+log = logging.getLogger("xai")
+
+# Lightning announces hardware and tips at INFO on every fit; keep run logs about the run.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+              "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.seed"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+# Advice that does not apply here: our data sits in memory (no workers needed), and a pytree deprecation
+# inside Lightning itself.
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+class EpochLines(L.Callback):
+    """One log line per epoch where no live bar can be drawn (CI, pipes, log files)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        loss = m.get("loss_epoch", m.get("loss"))
+        acc = m.get("val_acc")
+        log.info(
+            "%s epoch %d/%d  loss %s  val_acc %s  (%.1f s)",
+            self.label, trainer.current_epoch + 1, trainer.max_epochs,
+            f"{float(loss):.4f}" if loss is not None else "-", f"{float(acc):.4f}" if acc is not None else "-",
+            time.perf_counter() - self._start,
+        )
+
+
+def build_trainer(trainer_cfg: DictConfig, max_epochs: int, label: str, **overrides: Any) -> L.Trainer:
+    """A Trainer from the config; the store keeps the weights, so no checkpoints or loggers here."""
+    epochs = trainer_cfg.get("max_epochs") or max_epochs
+    callbacks: list[L.Callback] = [] if interactive() else [EpochLines(label)]
+    return instantiate(
+        trainer_cfg,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=interactive(),
+        callbacks=callbacks,
+        default_root_dir=tempfile.gettempdir(),
+        **overrides,
+    )

@@ -21,9 +21,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from xai_cli.errors import UserError
 
-_ABSENT = object()
-
-
 def config_groups(config_dir: Path) -> set[str]:
     """Every config group (folder of YAML files) under config_dir, e.g. 'dataset', 'hydra/launcher'."""
     return {str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))}
@@ -127,34 +124,52 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
             base = compose(config_name=command, overrides=group_overrides)
             for o in value_overrides:
                 _check_value(base, o, top_keys)
-            compose(config_name=command, overrides=group_overrides + [_first(o) for o in value_overrides])
+            final = compose(config_name=command, overrides=group_overrides + [_first(o) for o in value_overrides])
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as exc:
         raise UserError(describe_config_error(exc, config_dir, top_keys)) from None
     finally:
         GlobalHydra.instance().clear()
 
-    missing = sorted(OmegaConf.missing_keys(base))
+    missing = _missing_values(final)
     if missing:
         raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
 
 
+def _missing_values(cfg: DictConfig | ListConfig, prefix: str = "") -> list[str]:
+    """Keys whose value is literally ??? (interpolations pointing at them are not listed twice)."""
+    out: list[str] = []
+    keys = range(len(cfg)) if isinstance(cfg, ListConfig) else list(cfg.keys())
+    for key in keys:
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            out.append(full)
+            continue
+        if OmegaConf.is_interpolation(cfg, key):
+            continue
+        child = cfg._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)):
+            out += _missing_values(child, f"{full}.")
+    return out
+
+
 def _check_value(base: DictConfig, o: Override, top_keys: list[str]) -> None:
+    """An override of a plain value must name an existing key and keep that key's type."""
     key = o.key_or_group
-    if o.is_delete():
+    if o.is_delete() or o.is_add() or o.is_force_add():
         return
-    current = OmegaConf.select(base, key, default=_ABSENT, throw_on_resolution_failure=False)
-    if current is _ABSENT:
-        if o.is_add() or o.is_force_add():
-            return
-        parent_key, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(base, parent_key, default=None) if parent_key else base
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(base, parent_key, default=None, throw_on_resolution_failure=False) if parent_key else base
+    if isinstance(parent, ListConfig):
+        return  # an element of a list, e.g. dataset.input_shape.0
+    if not isinstance(parent, DictConfig) or leaf not in parent.keys():  # `in` alone skips ??? values
         if isinstance(parent, DictConfig):
             valid = ", ".join(str(k) for k in parent) if parent_key else ", ".join(top_keys)
             where = f" in {parent_key}" if parent_key else ""
             raise UserError(f"unknown option '{key}'{where}; valid: {valid}")
         raise UserError(f"unknown option '{key}'")
-    if OmegaConf.is_missing(base, key):
-        return
+    if OmegaConf.is_missing(parent, leaf):
+        return  # ??? values take any type
+    current = OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False)
     for value in _values(o):
         if not _compatible(current, value):
             raise UserError(f"{key} expects {_type_name(current)}, got '{value}'")

@@ -35,13 +35,13 @@ def corrupt(
     noise = rng.standard_normal(images.shape, dtype=np.float32)
 
     out = images.astype(np.float32, copy=True)
-    spatial = (0,) * (images.ndim - 2)  # blur only the last two (H, W) axes
+    leading = (0,) * (images.ndim - 2)  # no blur across images or channels, only the last two (H, W) axes
     for level in range(1, 6):
         noisy = (kind == 1) & (severity == level)
         out[noisy] += noise_sigmas[level - 1] * noise[noisy]
         blurry = np.flatnonzero((kind == 2) & (severity == level))
         if len(blurry):
             s = blur_sigmas[level - 1]
-            out[blurry] = gaussian_filter(out[blurry], sigma=(0, *spatial, s, s))
+            out[blurry] = gaussian_filter(out[blurry], sigma=(*leading, s, s))
     np.clip(out, 0.0, 1.0, out=out)
     return out, kind, severity

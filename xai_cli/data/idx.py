@@ -32,7 +32,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
-    array = np.frombuffer(data, dtype=_DTYPES[data[2]], offset=offset)
+    array = np.frombuffer(bytearray(data), dtype=_DTYPES[data[2]], offset=offset)  # writable, for torch
     if array.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {array.size}")
     return array.reshape(shape)

@@ -27,6 +27,8 @@ class ImageFolderDataModule(ArrayDataModule):
         self.root = Path(root).expanduser()
         self.image_size, self.channels = image_size, channels
         self.test_size, self.val_size = test_size, val_size
+        if self.root.is_dir():  # class names are the folder names, known before any image is read
+            self.class_names = datasets.folder.find_classes(str(self.root))[0]
 
     @property
     def name(self) -> str:
@@ -44,7 +46,6 @@ class ImageFolderDataModule(ArrayDataModule):
             raise UserError(
                 f"{self.root} has {len(folder.classes)} class folders but dataset.num_classes={self.num_classes}"
             )
-        self.class_names = list(folder.classes)
         x = torch.stack([folder[i][0] for i in range(len(folder))]).numpy()
         y = np.asarray(folder.targets, dtype=np.int64)
         parts = stratified_three_way(x, y, self.test_size, self.val_size, self.split_seed)

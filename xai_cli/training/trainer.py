@@ -36,11 +36,10 @@ class EpochLines(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs after the epoch's validation, once the epoch-mean loss exists
         m = trainer.callback_metrics
-        loss = m.get("loss_epoch", m.get("loss"))
+        loss = m.get("loss_epoch")
         acc = m.get("val_acc")
         log.info(
             "%s epoch %d/%d  loss %s  val_acc %s  (%.1f s)",

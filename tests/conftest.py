@@ -1,0 +1,97 @@
+"""Shared fixtures. Configs are the real ones from configs/; data is embedded, made here, or ../shared/data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+SHARED_DATA = REPO.parent / "shared" / "data"  # read-only; tests copy what they need into tmp dirs
+
+# Smallest training that still exercises every stage: one epoch of three batches.
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
+
+
+def compose_config(command: str = "train", overrides: list[str] | None = None) -> DictConfig:
+    """The real composed config of a command (no run directory, no Hydra runtime)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name=command, overrides=overrides or [])
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an IDX (MNIST format) gzip file: the inverse of xai_cli.data.idx.read_idx for uint8."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def require_shared_mnist() -> Path:
+    raw = SHARED_DATA / "MNIST" / "raw"
+    if not (raw / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found in {raw}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_slice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_dir holding the first 2,000 training and 500 test images of real MNIST, in MNIST's own format."""
+    from xai_cli.data.idx import read_idx
+
+    shared_raw = require_shared_mnist() / "MNIST" / "raw"
+    root = tmp_path_factory.mktemp("mnist_slice")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 2000), ("t10k", 500)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", read_idx(shared_raw / f"{prefix}-images-idx3-ubyte.gz")[:n])
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", read_idx(shared_raw / f"{prefix}-labels-idx1-ubyte.gz")[:n])
+    return root
+
+
+def xai_command() -> list[str]:
+    exe = shutil.which("xai")
+    return [exe] if exe else [sys.executable, "-m", "xai_cli.cli"]
+
+
+def run_xai(*args: str, root: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `xai` executable as a user would, with everything under `root`."""
+    env = {**os.environ, "CI": "1", "XAI_ROOT": str(root)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([*xai_command(), *args], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def run_dirs(root: Path, command: str = "train") -> list[Path]:
+    base = root / "outputs" / command
+    return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
+def only_run_dir(root: Path, command: str = "train") -> Path:
+    dirs = run_dirs(root, command)
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def xai_root(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from tests.conftest import SHARED_DATA, compose_config, require_shared_mnist, write_idx
+from xai_cli.data.corruptions import corrupt
+from xai_cli.data.digits import DigitsDataModule
+from xai_cli.data.idx import read_idx
+from xai_cli.data.image_folder import ImageFolderDataModule
+from xai_cli.data.mnist import CorruptedMNISTDataModule, FashionMNISTDataModule, MNISTDataModule
+from xai_cli.data.moons import MoonsDataModule
+from xai_cli.data.npz import NpzDataModule
+from xai_cli.errors import UserError
+
+
+def _dataset(name: str, *overrides: str):
+    return instantiate(compose_config("train", [f"dataset={name}", *overrides]).dataset)
+
+
+def test_digits_is_framed_like_mnist_and_split_exactly() -> None:
+    dm = _dataset("digits")
+    sizes = {s: len(dm.split(s)) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == 1797 and sizes == {"train": 1257, "val": 180, "test": 360}
+    x = dm.split("train").x
+    assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    # MNIST framing: a 20 px box centred in 28 px leaves a 4 px empty margin
+    assert float(x[:, :, :4].abs().sum()) == 0.0 and float(x[:, :, :, -4:].abs().sum()) == 0.0
+    # every class present in every split
+    for s in ("train", "val", "test"):
+        assert set(dm.split(s).y.tolist()) == set(range(10))
+
+
+def test_splits_are_fixed_by_split_seed() -> None:
+    a, b = DigitsDataModule(input_shape=(1, 28, 28), num_classes=10), DigitsDataModule(input_shape=(1, 28, 28), num_classes=10)
+    c = DigitsDataModule(input_shape=(1, 28, 28), num_classes=10, split_seed=1)
+    assert torch.equal(a.split("test").x, b.split("test").x)
+    assert not torch.equal(a.split("test").x, c.split("test").x)
+
+
+def test_training_order_follows_the_loader_seed() -> None:
+    dm = DigitsDataModule(input_shape=(1, 28, 28), num_classes=10)
+    first = lambda seed: (dm.set_loader_seed(seed), next(iter(dm.train_dataloader())))[1][1]  # noqa: E731
+    assert torch.equal(first(3), first(3))
+    assert not torch.equal(first(3), first(4))
+
+
+def test_mnist_reads_the_shared_folder_in_place_without_writing() -> None:
+    data_dir = require_shared_mnist()
+    before = sorted(p.name for p in (data_dir / "MNIST" / "raw").iterdir())
+    dm = MNISTDataModule(data_dir=str(data_dir), input_shape=(1, 28, 28), num_classes=10)
+    assert [len(dm.split(s)) for s in ("train", "val", "test")] == [55000, 5000, 10000]
+    assert dm.split("test").x.shape == (10000, 1, 28, 28)
+    assert sorted(p.name for p in (data_dir / "MNIST" / "raw").iterdir()) == before
+    # the official test file, in order: its first label is a 7
+    assert int(dm.split("test").y[0]) == 7
+
+
+def test_mnist_slice_and_val_holdout(mnist_slice_dir: Path) -> None:
+    dm = MNISTDataModule(data_dir=str(mnist_slice_dir), input_shape=(1, 28, 28), num_classes=10, val_size=200)
+    assert [len(dm.split(s)) for s in ("train", "val", "test")] == [1800, 200, 500]
+    train_idx, val_idx = dm.split("train").extras["index"], dm.split("val").extras["index"]
+    assert not set(train_idx) & set(val_idx) and len(set(train_idx) | set(val_idx)) == 2000
+
+
+def test_missing_mnist_says_which_files_to_put_where(tmp_path: Path) -> None:
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(UserError) as err:
+        dm.setup()
+    message = str(err.value)
+    assert "train-images-idx3-ubyte.gz" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert "\n" not in message
+
+
+def test_truncated_idx_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "x-idx3-ubyte.gz"
+    write_idx(path, np.zeros((10, 28, 28), dtype=np.uint8))
+    import gzip
+
+    data = gzip.decompress(path.read_bytes())[:-100]
+    path.write_bytes(gzip.compress(data))
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(path)
+
+
+def test_fashion_mnist_layout_and_class_names(tmp_path: Path) -> None:
+    archive = SHARED_DATA / "fashion_mnist_subset.npz"
+    if not archive.is_file():
+        pytest.skip("fashion subset not present")
+    with np.load(archive) as f:
+        raw = tmp_path / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True)
+        write_idx(raw / "train-images-idx3-ubyte.gz", f["x_train"][:600])
+        write_idx(raw / "train-labels-idx1-ubyte.gz", f["y_train"][:600])
+        write_idx(raw / "t10k-images-idx3-ubyte.gz", f["x_test"][:100])
+        write_idx(raw / "t10k-labels-idx1-ubyte.gz", f["y_test"][:100])
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path), input_shape=(1, 28, 28), num_classes=10, val_size=100)
+    assert len(dm.split("train")) == 500 and dm.class_names[0] == "T-shirt/top" and dm.name == "fashion_mnist"
+
+
+def test_fashion_mnist_subset_config_reads_the_shared_archive() -> None:
+    if not (SHARED_DATA / "fashion_mnist_subset.npz").is_file():
+        pytest.skip("fashion subset not present")
+    dm = _dataset("fashion_mnist_subset", f"paths.data_dir={SHARED_DATA}")
+    assert len(dm.split("test")) == 4443
+    assert len(dm.split("train")) + len(dm.split("val")) == 1813
+    assert dm.class_names[-1] == "ankle boot"
+
+
+def test_corruption_is_fixed_per_index_and_recorded(mnist_slice_dir: Path) -> None:
+    kwargs = dict(data_dir=str(mnist_slice_dir), input_shape=(1, 28, 28), num_classes=10, val_size=200)
+    a, b = CorruptedMNISTDataModule(**kwargs), CorruptedMNISTDataModule(**kwargs)
+    clean = MNISTDataModule(**kwargs)
+    # a different split seed moves images between train and val, but image i keeps its corruption
+    c = CorruptedMNISTDataModule(**{**kwargs, "split_seed": 5})
+    test_a, test_b, test_clean = a.split("test"), b.split("test"), clean.split("test")
+    assert torch.equal(test_a.x, test_b.x)
+    kind, severity = test_a.extras["corruption"], test_a.extras["severity"]
+    assert (kind > 0).sum() == 250  # exactly half of 500
+    assert set(np.unique(severity[kind > 0])) <= {1, 2, 3, 4, 5} and (severity[kind == 0] == 0).all()
+    untouched = torch.from_numpy(kind == 0)
+    assert torch.equal(test_a.x[untouched], test_clean.x[untouched])
+    assert (test_a.x[~untouched] - test_clean.x[~untouched]).abs().flatten(1).sum(1).min() > 0
+    by_index = {int(i): x for i, x in zip(a.split("train").extras["index"], a.split("train").x)}
+    for i, x in zip(c.split("train").extras["index"][:50], c.split("train").x[:50]):
+        if int(i) in by_index:
+            assert torch.equal(by_index[int(i)], x)
+
+
+def test_corrupt_severity_orders_the_damage() -> None:
+    images = np.zeros((2000, 1, 28, 28), dtype=np.float32)
+    images[:, :, 10:18, 13:15] = 1.0
+    out, kind, sev = corrupt(images, 0, 0, 1.0, [0.08, 0.12, 0.18, 0.26, 0.38], [0.5, 0.75, 1.0, 1.25, 1.5])
+    change = np.abs(out - images).reshape(len(out), -1).mean(1)
+    for k in (1, 2):
+        means = [change[(kind == k) & (sev == s)].mean() for s in range(1, 6)]
+        assert means == sorted(means), (k, means)
+
+
+def test_npz_with_x_y_is_split_and_resized(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=rng.integers(0, 255, (200, 32, 32, 3), dtype=np.uint8), y=np.repeat(np.arange(4), 50))
+    dm = NpzDataModule(file=str(path), image_size=28, channels=1, input_shape=(1, 28, 28), num_classes=4)
+    assert dm.split("train").x.shape[1:] == (1, 28, 28)
+    assert sum(len(dm.split(s)) for s in ("train", "val", "test")) == 200
+
+
+def test_npz_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    dm = NpzDataModule(file=str(tmp_path / "none.npz"), input_shape=(1, 28, 28), num_classes=2)
+    with pytest.raises(UserError, match="none.npz"):
+        dm.setup()
+
+
+def test_image_folder_colour_to_grey(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog", "eel"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    dm = ImageFolderDataModule(root=str(tmp_path), image_size=28, channels=1, input_shape=(1, 28, 28), num_classes=3)
+    assert dm.class_names == ["cat", "dog", "eel"]
+    assert sum(len(dm.split(s)) for s in ("train", "val", "test")) == 30
+    assert dm.split("test").x.shape[1:] == (1, 28, 28)
+
+
+def test_moons_are_2d_with_the_configured_noise() -> None:
+    dm = MoonsDataModule(input_shape=(2,), num_classes=2, n_samples=1000)
+    assert dm.split("train").x.shape[1:] == (2,)
+    assert sum(len(dm.split(s)) for s in ("train", "val", "test")) == 1000

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from tests.conftest import CONFIG_DIR, compose_config
+from xai_cli.models.classifiers.base import TorchClassifier
+from xai_cli.models.classifiers.ensemble import Ensemble
+from xai_cli.models.classifiers.lenet import LeNet
+
+ALL = sorted(p.stem for p in (CONFIG_DIR / "classifier").glob("*.yaml"))
+TORCH = [n for n in ALL if n not in ("svm_rbf", "logreg")]
+# Parameter counts of the architectures as the sources give them (28x28 grey, 10 classes).
+EXPECTED_PARAMS = {"cnn": 1_199_882, "keras_cnn": 412_778, "lenet": 21_840, "small_cnn": 54_410, "mlp": 540_006}
+
+
+def build(name: str, *overrides: str):
+    cfg = compose_config("train", [f"classifiers=[{name}]", *overrides])
+    torch.manual_seed(0)
+    return instantiate(cfg.classifiers[name].model)
+
+
+def test_every_spec_classifier_has_a_config() -> None:
+    spec = {"lenet", "cnn", "small_cnn", "mlp", "gabornet", "resnet18", "keras_cnn", "svm_rbf", "logreg",
+            "ensemble", "densenet121"}
+    assert spec <= set(ALL)
+    assert {p.stem for p in (CONFIG_DIR / "classifiers").glob("*.yaml")} == set(ALL)
+
+
+@pytest.mark.parametrize("name", TORCH)
+def test_torch_classifier_shapes_and_probabilities(name: str) -> None:
+    overrides = ["dataset.channels=3"] if name == "densenet121" else []
+    model = build(name, *overrides)
+    c = 3 if name == "densenet121" else 1
+    x = torch.rand(3, c, 28, 28)
+    assert model(x).shape == (3, 10)
+    probs = model.predict_proba(x)
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    if name in EXPECTED_PARAMS:
+        assert model.num_parameters() == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", TORCH)
+def test_each_activation_module_is_used_once_and_not_in_place(name: str) -> None:
+    """shap's DeepExplainer and captum's DeepLift need one activation module per use, never in-place."""
+    model = build(name, *(["dataset.channels=3"] if name == "densenet121" else [])).eval()
+    calls: dict[int, int] = {}
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert relus, "expected ReLU modules"
+    assert not any(m.inplace for m in relus)
+    hooks = [m.register_forward_hook(lambda mod, i, o: calls.__setitem__(id(mod), calls.get(id(mod), 0) + 1))
+             for m in relus]
+    model(torch.rand(1, 3 if name == "densenet121" else 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    assert max(calls.values()) == 1
+
+
+def test_mlp_takes_plain_features() -> None:
+    cfg = compose_config("train", ["dataset=moons", "classifiers=[mlp]"])
+    model = instantiate(cfg.classifiers.mlp.model)
+    assert model(torch.rand(5, 2)).shape == (5, 2)
+
+
+def test_cnn_sizes_its_head_for_other_image_sizes() -> None:
+    model = build("cnn", "dataset=npz", "dataset.file=x.npz", "dataset.num_classes=3", "dataset.image_size=32",
+                  "dataset.channels=3")
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_ensemble_averages_member_probabilities() -> None:
+    torch.manual_seed(0)
+    ens = Ensemble(lambda: LeNet(), n_members=3).eval()
+    x = torch.rand(4, 1, 28, 28)
+    members = np.mean([m.predict_proba(x) for m in ens.members], axis=0)
+    assert np.allclose(ens.predict_proba(x), members, atol=1e-6)
+    first = [m.features[0].weight for m in ens.members]
+    assert not torch.equal(first[0], first[1])  # members start from different weights
+
+
+@pytest.mark.parametrize("name", ["svm_rbf", "logreg"])
+def test_sklearn_classifiers_fit_and_predict(name: str) -> None:
+    cfg = compose_config("train", [f"classifiers=[{name}]"])
+    data = instantiate(cfg.dataset)
+    model = instantiate(cfg.classifiers[name].model)
+    model.set_seed(0)
+    train = data.split("train")
+    model.fit(train.x, train.y)
+    probs = model.predict_proba(data.split("test").x)
+    assert probs.shape == (360, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-4)
+    assert (probs.argmax(1) == data.split("test").y.numpy()).mean() > 0.9
+    assert model.num_parameters() > 10 * 784
+
+
+def test_gabor_layer_learns_its_filter_parameters() -> None:
+    model = build("gabornet")
+    gabor = model.features[0]
+    loss = model(torch.rand(4, 1, 28, 28)).sum()
+    loss.backward()
+    assert gabor.theta.grad is not None and gabor.theta.grad.abs().sum() > 0
+    assert isinstance(model, TorchClassifier)

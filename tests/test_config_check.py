@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIG_DIR
+from xai_cli.config_check import config_groups, preflight
+from xai_cli.errors import UserError
+
+
+def error_of(*args: str, command: str = "train") -> str:
+    with pytest.raises(UserError) as err:
+        preflight(command, list(args), CONFIG_DIR)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_valid_overrides_pass() -> None:
+    preflight("train", ["dataset=mnist", "classifiers=[cnn,svm_rbf]", "seed=3", "trainer.max_epochs=2",
+                        "classifiers.cnn.fit.max_epochs=1", "hydra/launcher=joblib", "--cfg", "job"], CONFIG_DIR)
+    preflight("train", ["--multirun", "seed=1,2,3", "trainer.limit_train_batches=0.5"], CONFIG_DIR)
+
+
+def test_unknown_group_option_names_the_valid_ones() -> None:
+    message = error_of("dataset=nope")
+    assert message.startswith("unknown dataset 'nope'") and "digits" in message and "mnist_corrupted" in message
+
+
+def test_unknown_classifier_in_the_list() -> None:
+    message = error_of("classifiers=[cnn,nope]")
+    assert "unknown classifiers 'nope'" in message and "svm_rbf" in message and "lenet" in message
+
+
+def test_option_the_command_does_not_have() -> None:
+    message = error_of("classifier=nope")
+    assert message.startswith("unknown option 'classifier'") and "classifiers=" in message and "dataset=" in message
+
+
+def test_unknown_key_lists_its_siblings() -> None:
+    message = error_of("trainer.max_epoch=3")
+    assert "unknown option 'trainer.max_epoch'" in message and "max_epochs" in message
+
+
+@pytest.mark.parametrize("override, expected", [("seed=abc", "seed expects an integer, got 'abc'"),
+                                                ("trainer.limit_train_batches=all", "expects a number"),
+                                                ("classifiers.cnn.fit.max_epochs=1.5", "expects an integer"),
+                                                ("seed=1,x", "seed expects an integer, got 'x'")])
+def test_wrong_value_type(override: str, expected: str) -> None:
+    assert expected in error_of("-m", override) if "," in override else expected in error_of(override)
+
+
+def test_mandatory_value_missing() -> None:
+    assert error_of("dataset=npz") == "dataset.file, dataset.num_classes must be set, e.g. dataset.file=<value>"
+    preflight("train", ["dataset=npz", "dataset.file=x.npz", "dataset.num_classes=3"], CONFIG_DIR)
+
+
+def test_unparsable_override() -> None:
+    assert "cannot parse override" in error_of("seed=[1,")
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text("{}")
+    assert "never overwritten" in error_of(f"hydra.run.dir={tmp_path}")
+
+
+def test_groups_are_discovered() -> None:
+    groups = config_groups(CONFIG_DIR)
+    assert {"dataset", "classifier", "classifiers", "trainer", "analysis", "paths", "experiment"} <= groups

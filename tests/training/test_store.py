@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from tests.conftest import FAST, compose_config
+from xai_cli.training.store import ModelStore, model_key
+
+
+def _cfg(*overrides: str):
+    return compose_config("train", [*FAST, *overrides])
+
+
+def _get(store: ModelStore, cfg, name: str = "small_cnn", data=None):
+    data = data or instantiate(cfg.dataset)
+    return store.get(name, cfg.classifiers[name], data, cfg.dataset, cfg.trainer, cfg.seed), data
+
+
+def test_miss_trains_then_hit_loads_the_same_model(tmp_path: Path) -> None:
+    cfg = _cfg("classifiers=[small_cnn]")
+    store = ModelStore(tmp_path)
+    first, data = _get(store, cfg)
+    second, _ = _get(store, cfg, data=data)
+    assert first.trained_now and not second.trained_now
+    x = data.split("test").x
+    assert np.array_equal(first.model.predict_proba(x), second.model.predict_proba(x))
+    entries = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert [p.name for p in entries] == [first.path.name]  # no temporary folders left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
+def test_corrupted_entry_is_detected_and_retrained(tmp_path: Path, damage: str, caplog) -> None:
+    cfg = _cfg("classifiers=[small_cnn]")
+    store = ModelStore(tmp_path)
+    first, data = _get(store, cfg)
+    artifact = first.path / "model.bin"
+    if damage == "truncate":
+        artifact.write_bytes(artifact.read_bytes()[:100])
+    elif damage == "flip":
+        raw = bytearray(artifact.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        artifact.write_bytes(bytes(raw))
+    else:
+        (first.path / "meta.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        again, _ = _get(store, cfg, data=data)
+    assert again.trained_now
+    assert "corrupted" in caplog.text
+    assert json.loads((again.path / "meta.json").read_text())["artifact"]["bytes"] == (again.path / "model.bin").stat().st_size
+
+
+def test_sklearn_models_are_stored_too(tmp_path: Path) -> None:
+    cfg = _cfg("classifiers=[svm_rbf]")
+    store = ModelStore(tmp_path)
+    first, data = _get(store, cfg, "svm_rbf")
+    second, _ = _get(store, cfg, "svm_rbf", data=data)
+    x = data.split("test").x
+    assert not second.trained_now
+    assert np.array_equal(first.model.predict_proba(x), second.model.predict_proba(x))
+
+
+def test_key_covers_what_determines_a_model_and_nothing_else() -> None:
+    base = _cfg()
+    key = lambda c: model_key(c.classifiers.cnn, c.dataset, c.trainer, c.seed)  # noqa: E731
+    assert key(base) == key(_cfg())
+    for changed in ("seed=1", "classifiers.cnn.fit.max_epochs=5", "dataset.split_seed=1", "trainer.max_epochs=2",
+                    "classifiers.cnn.model.dropout1=0.3"):
+        assert key(_cfg(changed)) != key(base), changed
+    for same in ("trainer.accelerator=cpu", "paths.data_dir=/elsewhere", "dataset.num_workers=0", "trainer=cpu"):
+        assert key(_cfg(same)) == key(base), same
+
+
+def test_same_seed_same_weights_different_seed_different_weights(tmp_path: Path) -> None:
+    a, data = _get(ModelStore(tmp_path / "a"), _cfg("classifiers=[small_cnn]"))
+    b, _ = _get(ModelStore(tmp_path / "b"), _cfg("classifiers=[small_cnn]"), data=data)
+    c, _ = _get(ModelStore(tmp_path / "c"), _cfg("classifiers=[small_cnn]", "seed=1"), data=data)
+    x = data.split("test").x
+    assert np.array_equal(a.model.predict_proba(x), b.model.predict_proba(x))
+    assert not np.allclose(a.model.predict_proba(x), c.model.predict_proba(x))

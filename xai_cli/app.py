@@ -23,6 +23,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from xai_cli.config_check import preflight
 from xai_cli.errors import UserError
+from xai_cli.report import sweep
 from xai_cli.report.writer import RunReport, atomic_write
 
 log = logging.getLogger("xai")
@@ -37,9 +38,11 @@ CONFIG_DIR = _config_dir()
 
 
 class RunFailed(Exception):
-    def __init__(self, message: str, run_dir: Path) -> None:
+    """A run (or some jobs of a sweep) failed; `detail` is the file that tells why."""
+
+    def __init__(self, message: str, detail: Path) -> None:
         super().__init__(message)
-        self.run_dir = run_dir
+        self.detail = detail
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -69,7 +72,7 @@ def run_task(cfg: DictConfig) -> dict[str, Any] | None:
         log.debug("traceback", exc_info=True)
         if multirun:  # one failing job must not stop the sweep; the summary lists it as failed
             return None
-        raise RunFailed(message, run_dir) from exc
+        raise RunFailed(message, run_dir / "error.txt") from exc
 
 
 def launch(command: str, args: list[str]) -> None:
@@ -79,7 +82,11 @@ def launch(command: str, args: list[str]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     saved_argv = sys.argv
     sys.argv = [f"xai {command}", *args]
+    sweep.last_outcome = None
     try:
         hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(run_task)()
     finally:
         sys.argv = saved_argv
+    outcome = sweep.last_outcome
+    if outcome is not None and outcome.failed:
+        raise RunFailed(f"{outcome.failed} of {outcome.jobs} jobs failed; the others finished", outcome.summary)

@@ -57,7 +57,7 @@ def _make_command(name: str, help_text: str) -> None:
         except UserError as exc:
             _fail(str(exc), 2)
         except RunFailed as exc:
-            _fail(f"{exc} (details: {exc.run_dir / 'error.txt'})", 1)
+            _fail(f"{exc} (details: {exc.detail})", 1)
         except (HydraException, OmegaConfBaseException) as exc:
             from xai_cli.app import CONFIG_DIR
             from xai_cli.config_check import describe_config_error

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,17 @@ from xai_cli.report.document import Document, fmt
 from xai_cli.report.writer import METRICS, atomic_write
 
 log = logging.getLogger("xai")
+
+
+@dataclass
+class SweepOutcome:
+    summary: Path
+    jobs: int
+    failed: int
+
+
+# Set by the callback in the process that launched the sweep, so the CLI can exit non-zero after it.
+last_outcome: SweepOutcome | None = None
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -95,6 +107,11 @@ class SweepSummaryCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        global last_outcome
         path = write_sweep_summary(sweep_dir)
         headers, rows = summarise_sweep(sweep_dir)
-        log.info("Sweep summary (all columns in %s):\n%s", path.with_suffix(".csv"), format_table(headers, rows))
+        failed = sum(r[headers.index("status")] != "ok" for r in rows)
+        last_outcome = SweepOutcome(path, len(rows), failed)
+        # printed, not logged: Hydra has already closed the jobs' logging, and this table is the sweep's answer
+        print(f"\nSweep summary ({len(rows)} jobs, {failed} failed; all columns in {path.with_suffix('.csv')}):")
+        print(format_table(headers, rows), flush=True)

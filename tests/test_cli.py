@@ -1,0 +1,190 @@
+"""The CLI end to end, through the real `xai` executable, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST, load_json, only_run_dir, run_dirs, run_xai
+
+pytestmark = pytest.mark.slow
+
+
+def _metrics_without_timings(path: Path) -> dict:
+    metrics = load_json(path)
+    for model in metrics["models"].values():
+        model.pop("train_time_s")
+        model.pop("from_store")
+    return metrics
+
+
+def test_help_lists_the_working_commands(tmp_path: Path) -> None:
+    result = run_xai("--help", root=tmp_path)
+    assert result.returncode == 0
+    assert "train" in result.stdout and "report" in result.stdout
+    for not_yet in ("explain", "discrepancy", "uncertainty", "consistency", "counterfactual"):
+        assert not_yet not in result.stdout
+
+
+def test_train_end_to_end_writes_a_complete_run(tmp_path: Path) -> None:
+    result = run_xai("train", *FAST, root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = only_run_dir(tmp_path)
+    for name in ("config.yaml", "metrics.json", "report.md", "report.html", "train.log",
+                 "figures/confusion_cnn.png", "figures/confusion_svm_rbf.png", "figures/disagreement.png"):
+        assert (run / name).is_file(), name
+    metrics = load_json(run / "metrics.json")
+    assert metrics["command"] == "train" and metrics["dataset"]["name"] == "digits"
+    assert set(metrics["models"]) == {"cnn", "svm_rbf"}
+    for model in metrics["models"].values():
+        assert set(model["accuracy"]) == {"train", "val", "test"}
+        assert all(0.0 <= a <= 1.0 for a in model["accuracy"].values())
+        assert model["params"] > 0 and model["train_time_s"] > 0
+    assert metrics["models"]["cnn"]["params"] == 1_199_882
+    assert set(metrics["disagreement"]) == {"cnn|svm_rbf"}
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3  # self-contained: every figure embedded
+    assert "${" not in (run / "config.yaml").read_text()  # resolved
+    # models landed in the store, and a second run loads them with identical numbers
+    assert len([p for p in (tmp_path / "models").iterdir() if p.is_dir()]) == 2
+    again = run_xai("train", *FAST, root=tmp_path)
+    assert again.returncode == 0, again.stderr
+    second = [d for d in run_dirs(tmp_path) if d != run][0]
+    assert all(m["from_store"] for m in load_json(second / "metrics.json")["models"].values())
+    assert _metrics_without_timings(second / "metrics.json") == _metrics_without_timings(run / "metrics.json")
+
+
+def test_same_config_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
+    """Two independent trainings (separate stores) of the same config agree to the last digit."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for root in (a, b):
+        assert run_xai("train", *FAST, root=root).returncode == 0
+    ma, mb = (load_json(only_run_dir(r) / "metrics.json") for r in (a, b))
+    assert not any(m["from_store"] for m in mb["models"].values())
+    assert _metrics_without_timings(only_run_dir(a) / "metrics.json") == _metrics_without_timings(only_run_dir(b) / "metrics.json")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["dataset=nope"], "unknown dataset 'nope'; valid: digits"),
+        (["classifier=nope"], "unknown option 'classifier'"),
+        (["classifiers=[cnn,nope]"], "unknown classifiers 'nope'"),
+        (["seed=abc"], "seed expects an integer, got 'abc'"),
+        (["trainer.max_epoch=1"], "unknown option 'trainer.max_epoch'"),
+        (["dataset=npz"], "dataset.file, dataset.num_classes must be set"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_run(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = run_xai("train", *args, root=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_missing_dataset_says_where_to_put_it_and_no_run_looks_finished(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    result = run_xai("train", "dataset=mnist", f"paths.data_dir={empty}", "dataset.download=false", root=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1
+    assert "train-images-idx3-ubyte.gz" in error_lines[0] and str(empty / "MNIST" / "raw") in error_lines[0]
+    run = only_run_dir(tmp_path)
+    assert (run / "error.txt").is_file() and not (run / "metrics.json").exists() and not (run / "report.html").exists()
+
+
+def test_explicit_run_dir_is_used_and_never_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "my_run"
+    first = run_xai("train", *FAST, "classifiers=[svm_rbf]", f"hydra.run.dir={target}", root=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (target / "metrics.json").is_file()
+    before = (target / "metrics.json").read_bytes()
+    second = run_xai("train", *FAST, "classifiers=[svm_rbf]", f"hydra.run.dir={target}", root=tmp_path)
+    assert second.returncode == 2 and "never overwritten" in second.stderr
+    assert (target / "metrics.json").read_bytes() == before
+
+
+def _sweep_dir(root: Path) -> Path:
+    sweeps = list((root / "outputs" / "multirun" / "train").iterdir())
+    assert len(sweeps) == 1
+    return sweeps[0]
+
+
+def test_multirun_basic_launcher_writes_one_summary(tmp_path: Path) -> None:
+    result = run_xai("train", "-m", "seed=1,2", "classifiers=[small_cnn]", *FAST, root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = _sweep_dir(tmp_path)
+    assert (sweep / "0" / "metrics.json").is_file() and (sweep / "1" / "metrics.json").is_file()
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["seed"] for r in rows] == ["1", "2"] and all(r["status"] == "ok" for r in rows)
+    assert rows[0]["models.small_cnn.accuracy.test"] != rows[1]["models.small_cnn.accuracy.test"]
+    assert (sweep / "summary.html").is_file()
+    assert "Sweep summary (2 jobs, 0 failed" in result.stdout
+
+
+def test_multirun_joblib_jobs_share_one_stored_model(tmp_path: Path) -> None:
+    """Two parallel jobs that need the same model: one trains it under the lock, the other loads it."""
+    result = run_xai("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "analysis.splits=[test],[val,test]",
+                     "classifiers=[small_cnn]", *FAST, root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = _sweep_dir(tmp_path)
+    jobs = [load_json(sweep / str(i) / "metrics.json")["models"]["small_cnn"] for i in (0, 1)]
+    assert sorted(j["from_store"] for j in jobs) == [False, True]
+    assert jobs[0]["accuracy"]["test"] == jobs[1]["accuracy"]["test"]
+    entries = list((tmp_path / "models").iterdir())
+    assert len([p for p in entries if p.is_dir()]) == 1 and not any(p.name.startswith(".tmp") for p in entries)
+
+
+def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    result = run_xai("train", "-m", "dataset.test_size=0.2,1.5", "classifiers=[svm_rbf]", *FAST, root=tmp_path)
+    assert result.returncode == 1
+    assert "1 of 2 jobs failed" in result.stderr and "Traceback" not in result.stderr
+    sweep = _sweep_dir(tmp_path)
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary[0]["status"] == "ok" and summary[1]["status"].startswith("failed: ")
+    assert (sweep / "1" / "error.txt").is_file() and not (sweep / "1" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("launcher, extra", [("submitit_local", []),
+                                             ("submitit_slurm", ["hydra.launcher.partition=gpu", "trainer=gpu",
+                                                                 "dataset=mnist"])])
+def test_submitit_launchers_compose(tmp_path: Path, launcher: str, extra: list[str]) -> None:
+    result = run_xai("train", f"hydra/launcher={launcher}", *extra, "--cfg", "hydra", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"hydra_plugins.hydra_submitit_launcher.submitit_launcher" in result.stdout
+    if launcher == "submitit_slurm":
+        assert "partition: gpu" in result.stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
+    result = run_xai("train", "dataset=mnist", "classifiers=[lenet,svm_rbf]", "--cfg", "job", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "MNISTDataModule" in result.stdout and "lenet:" in result.stdout and "svm_rbf:" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_report_rerenders_a_run_and_a_sweep(tmp_path: Path) -> None:
+    assert run_xai("train", *FAST, "classifiers=[svm_rbf,logreg]", root=tmp_path).returncode == 0
+    run = only_run_dir(tmp_path)
+    original = (run / "report.md").read_text()
+    (run / "report.md").unlink()
+    (run / "report.html").unlink()
+    result = run_xai("report", str(run), root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (run / "report.md").read_text() == original and (run / "report.html").is_file()
+    missing = run_xai("report", str(tmp_path / "nope"), root=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no such directory")
+    assert run_xai("train", "-m", "seed=0,1", "classifiers=[logreg]", *FAST, root=tmp_path).returncode == 0
+    sweep = _sweep_dir(tmp_path)
+    (sweep / "summary.md").unlink()
+    assert run_xai("report", str(sweep), root=tmp_path).returncode == 0
+    assert (sweep / "summary.md").is_file()

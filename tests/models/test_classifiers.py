@@ -102,3 +102,18 @@ def test_gabor_layer_learns_its_filter_parameters() -> None:
     loss.backward()
     assert gabor.theta.grad is not None and gabor.theta.grad.abs().sum() > 0
     assert isinstance(model, TorchClassifier)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_blas_rbf_svc_equals_libsvm(n_classes: int) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.svm import SVC
+
+    from xai_cli.models.classifiers.sklearn_models import BlasRBFSVC
+
+    x, y = load_digits(n_class=n_classes, return_X_y=True)
+    x = x / 16.0
+    fast = BlasRBFSVC(C=10, gamma="scale").fit(x, y)
+    slow = SVC(C=10, gamma="scale").fit(x, y)
+    assert np.allclose(fast.decision_function(x), slow.decision_function(x), rtol=0, atol=1e-9)
+    assert np.array_equal(fast.predict(x), slow.predict(x))

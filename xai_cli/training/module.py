@@ -30,13 +30,13 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.net.training_loss(x, y)
-        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         acc = (self.net(x).argmax(-1) == y).float().mean()
-        self.log("val_acc", acc, prog_bar=True, on_epoch=True, batch_size=len(y))
+        self.log("val_acc", acc, prog_bar=True, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.net.parameters())

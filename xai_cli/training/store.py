@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 from filelock import FileLock
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -170,11 +170,12 @@ class ModelStore:
 
 
 def load_classifiers(cfg: DictConfig, data: ArrayDataModule) -> dict[str, StoredModel]:
-    """Every classifier of `cfg.classifiers`, from the store or trained into it."""
+    """Every classifier of `cfg.classifiers`, from the store or trained into it, on the GPU if there is one."""
     store = ModelStore(cfg.paths.model_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = {}
     for name, classifier_cfg in cfg.classifiers.items():
-        start = time.perf_counter()
         out[name] = store.get(name, classifier_cfg, data, cfg.dataset, cfg.trainer, cfg.seed)
-        log.debug("%s ready in %.1f s", name, time.perf_counter() - start)
+        if isinstance(out[name].model, torch.nn.Module):
+            out[name].model.to(device)
     return out

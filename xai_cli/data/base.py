@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import lightning.pytorch as L
 import numpy as np
@@ -125,6 +125,20 @@ class ArrayDataModule(L.LightningDataModule):
             "num_classes": self.num_classes,
             "sizes": {s: len(self.split(s)) for s in SPLITS},
         }
+
+
+class ImageSetDataModule(ArrayDataModule):
+    """One labelled set of images, brought to `image_size` x `image_size` with `channels`, split three ways."""
+
+    def __init__(self, image_size: int = 28, channels: int = 1, test_size: float = 0.2, val_size: float = 0.1,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_size, self.channels = int(image_size), int(channels)
+        self.test_size, self.val_size = float(test_size), float(val_size)
+
+    def three_way(self, x: np.ndarray, y: np.ndarray) -> dict[str, Split]:
+        parts = stratified_three_way(x, y, self.test_size, self.val_size, self.split_seed)
+        return {name: to_split(xs, ys) for name, (xs, ys) in parts.items()}
 
 
 def stratified_three_way(

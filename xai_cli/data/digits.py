@@ -7,25 +7,16 @@ from typing import Any
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from xai_cli.data.base import ArrayDataModule, Split, stratified_three_way, to_split
+from xai_cli.data.base import ImageSetDataModule, Split
 from xai_cli.data.images import to_nchw
 
 
-class DigitsDataModule(ArrayDataModule):
-    def __init__(
-        self,
-        image_size: int = 28,
-        digit_box: int = 20,
-        channels: int = 1,
-        test_size: float = 0.2,
-        val_size: float = 0.1,
-        **kwargs: Any,
-    ) -> None:
+class DigitsDataModule(ImageSetDataModule):
+    def __init__(self, digit_box: int = 20, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if digit_box > image_size:
-            raise ValueError(f"digit_box ({digit_box}) must not exceed image_size ({image_size})")
-        self.image_size, self.digit_box, self.channels = image_size, digit_box, channels
-        self.test_size, self.val_size = test_size, val_size
+        if digit_box > self.image_size:
+            raise ValueError(f"digit_box ({digit_box}) must not exceed image_size ({self.image_size})")
+        self.digit_box = digit_box
 
     @property
     def name(self) -> str:
@@ -36,5 +27,4 @@ class DigitsDataModule(ArrayDataModule):
         x = to_nchw(bunch.images / 16.0, self.channels, self.digit_box)  # 0..16 ink -> [0, 1], 8 -> box px
         margin = self.image_size - self.digit_box
         x = F.pad(x, (margin // 2, margin - margin // 2, margin // 2, margin - margin // 2))
-        parts = stratified_three_way(x.numpy(), bunch.target, self.test_size, self.val_size, self.split_seed)
-        return {name: to_split(xs, ys) for name, (xs, ys) in parts.items()}
+        return self.three_way(x.numpy(), bunch.target)

@@ -9,24 +9,14 @@ import numpy as np
 import torch
 from torchvision import datasets, transforms
 
-from xai_cli.data.base import ArrayDataModule, Split, stratified_three_way, to_split
+from xai_cli.data.base import ImageSetDataModule, Split
 from xai_cli.errors import UserError
 
 
-class ImageFolderDataModule(ArrayDataModule):
-    def __init__(
-        self,
-        root: str,
-        image_size: int = 28,
-        channels: int = 1,
-        test_size: float = 0.2,
-        val_size: float = 0.1,
-        **kwargs: Any,
-    ) -> None:
+class ImageFolderDataModule(ImageSetDataModule):
+    def __init__(self, root: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
-        self.image_size, self.channels = image_size, channels
-        self.test_size, self.val_size = test_size, val_size
         if self.root.is_dir():  # class names are the folder names, known before any image is read
             self.class_names = datasets.folder.find_classes(str(self.root))[0]
 
@@ -48,8 +38,7 @@ class ImageFolderDataModule(ArrayDataModule):
             )
         x = torch.stack([folder[i][0] for i in range(len(folder))]).numpy()
         y = np.asarray(folder.targets, dtype=np.int64)
-        parts = stratified_three_way(x, y, self.test_size, self.val_size, self.split_seed)
-        return {name: to_split(xs, ys) for name, (xs, ys) in parts.items()}
+        return self.three_way(x, y)
 
 
 def _open(path: str, mode: str) -> Any:

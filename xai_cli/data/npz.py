@@ -7,25 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from xai_cli.data.base import ArrayDataModule, Split, hold_out_val, stratified_three_way, to_split
+from xai_cli.data.base import ImageSetDataModule, Split, hold_out_val, stratified_three_way, to_split
 from xai_cli.data.images import to_nchw
 from xai_cli.errors import UserError
 
 
-class NpzDataModule(ArrayDataModule):
-    def __init__(
-        self,
-        file: str,
-        image_size: int = 28,
-        channels: int = 1,
-        test_size: float = 0.2,
-        val_size: float = 0.1,
-        **kwargs: Any,
-    ) -> None:
+class NpzDataModule(ImageSetDataModule):
+    def __init__(self, file: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.file = Path(file).expanduser()
-        self.image_size, self.channels = image_size, channels
-        self.test_size, self.val_size = test_size, val_size
 
     @property
     def name(self) -> str:

@@ -68,11 +68,10 @@ def run_task(cfg: DictConfig) -> dict[str, Any] | None:
     except Exception as exc:
         message = describe_failure(exc)
         atomic_write(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
-        log.error("failed: %s", message)
-        log.debug("traceback", exc_info=True)
         if multirun:  # one failing job must not stop the sweep; the summary lists it as failed
+            log.error("job failed: %s (details: %s)", message, run_dir / "error.txt")
             return None
-        raise RunFailed(message, run_dir / "error.txt") from exc
+        raise RunFailed(message, run_dir / "error.txt") from exc  # the CLI prints it, once
 
 
 def launch(command: str, args: list[str]) -> None:

@@ -18,6 +18,7 @@ app = typer.Typer(
     "e.g. `xai train dataset=mnist 'classifiers=[cnn,svm_rbf]' seed=1`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show Hydra list syntax such as [cnn,svm_rbf] literally
 )
 
 # Subcommands that run an analysis: name -> one-line help. Each has configs/<name>.yaml as primary config.
@@ -42,6 +43,7 @@ def _make_command(name: str, help_text: str) -> None:
         name,
         help=f"{help_text}\n\n{OVERRIDES_HELP}",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        options_metavar="[-m] [--cfg job|hydra|all] [OVERRIDES]...",
     )
     def command(
         ctx: typer.Context,

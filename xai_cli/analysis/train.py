@@ -42,7 +42,7 @@ class TrainRunner:
                 if split == "test":
                     test_predictions[name] = probs.argmax(1)
                     cm = confusion(probs, test.y.numpy(), data.num_classes)
-                    report.save_figure(confusion_figure(cm, data.class_names, f"{name}: test confusion"),
+                    report.save_figure(confusion_figure(cm, data.class_names, f"{name}: test confusion (colour: errors)"),
                                        f"confusion_{name}")
             results[name] = {
                 "accuracy": accuracies,
@@ -56,7 +56,8 @@ class TrainRunner:
         if len(test_predictions) > 1:
             names = list(test_predictions)
             matrix = disagreement_matrix(test_predictions)
-            report.save_figure(heatmap(matrix, names, names, "test-set disagreement (share of images)"),
+            report.save_figure(heatmap(matrix, names, names, "test-set disagreement (share of images)",
+                                       mask_diagonal=True),
                                "disagreement")
         metrics = {
             "command": "train",

@@ -12,28 +12,44 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
+def _text_colour(rgba: Sequence[float]) -> str:
+    """Black on light cells, white on dark ones, whatever the colormap."""
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
 def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
-            value_format: str = "{:.3f}", cmap: str = "viridis", xlabel: str = "", ylabel: str = "") -> Figure:
-    """A labelled matrix with its values written in the cells."""
+            value_format: str = "{:.3f}", cmap: str = "viridis", xlabel: str = "", ylabel: str = "",
+            mask_diagonal: bool = False) -> Figure:
+    """A labelled matrix with its values written in the cells.
+
+    `mask_diagonal` greys the diagonal out of the colour scale, so that off-diagonal values (errors,
+    disagreements) get the whole range instead of being washed out by it.
+    """
     n_rows, n_cols = matrix.shape
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * max(n_cols, 3), 1.0 + 0.5 * max(n_rows, 3)))
-    im = ax.imshow(matrix, cmap=cmap)
-    ax.set_xticks(range(n_cols), labels=list(col_labels), rotation=45 if n_cols > 4 else 0, ha="right" if n_cols > 4 else "center")
+    values = np.asarray(matrix, dtype=float)
+    shown = np.ma.masked_where(np.eye(n_rows, n_cols, dtype=bool), values) if mask_diagonal else values
+    colormap = plt.get_cmap(cmap).with_extremes(bad="#e6e6e6")
+    fig, ax = plt.subplots(figsize=(1.4 + 0.6 * max(n_cols, 3), 1.0 + 0.5 * max(n_rows, 3)))
+    im = ax.imshow(shown, cmap=colormap)
+    long_labels = max(len(str(c)) for c in col_labels) > 3
+    ax.set_xticks(range(n_cols), labels=list(col_labels), rotation=45 if long_labels else 0,
+                  ha="right" if long_labels else "center")
     ax.set_yticks(range(n_rows), labels=list(row_labels))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    vmax = float(np.nanmax(matrix)) if matrix.size else 0.0
     for i in range(n_rows):
         for j in range(n_cols):
-            v = matrix[i, j]
-            ax.text(j, i, value_format.format(v), ha="center", va="center", fontsize=8,
-                    color="white" if vmax and v < 0.6 * vmax else "black")
+            masked = mask_diagonal and i == j
+            colour = "black" if masked else _text_colour(im.cmap(im.norm(values[i, j])))
+            ax.text(j, i, value_format.format(matrix[i, j]), ha="center", va="center", fontsize=8, color=colour)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
 
 
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
-    return heatmap(confusion, class_names, class_names, title, value_format="{:d}", cmap="Blues",
-                   xlabel="predicted", ylabel="true")
+    """Counts in every cell; colour on the errors only (the diagonal, grey, would swamp them)."""
+    return heatmap(confusion, class_names, class_names, title, value_format="{:d}", cmap="Reds",
+                   xlabel="predicted", ylabel="true", mask_diagonal=True)

@@ -28,6 +28,11 @@ def test_unknown_group_option_names_the_valid_ones() -> None:
     assert message.startswith("unknown dataset 'nope'") and "digits" in message and "mnist_corrupted" in message
 
 
+def test_every_option_of_a_sweep_is_checked() -> None:
+    assert error_of("-m", "dataset=digits,nope").startswith("unknown dataset 'nope'")
+    assert error_of("-m", "classifiers=[cnn],[cnn,nope]").startswith("unknown classifiers 'nope'")
+
+
 def test_unknown_classifier_in_the_list() -> None:
     message = error_of("classifiers=[cnn,nope]")
     assert "unknown classifiers 'nope'" in message and "svm_rbf" in message and "lenet" in message

@@ -100,7 +100,9 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
         raise UserError(describe_config_error(exc, config_dir)) from None
 
     groups = config_groups(config_dir)
-    group_overrides, value_overrides = [], []
+    group_overrides: list[str] = []
+    group_alternatives: list[tuple[int, str]] = []  # (position in group_overrides, another swept option)
+    value_overrides: list[Override] = []
     for o in overrides:
         key = o.key_or_group
         if key == "hydra.run.dir" and not o.is_sweep_override():
@@ -111,6 +113,9 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
         if key.startswith("hydra."):
             continue  # launcher/run settings: Hydra checks them itself
         if key in groups or "/" in key or "@" in key:
+            if o.is_sweep_override():
+                group_alternatives += [(len(group_overrides), f"{o.get_key_element()}={v}")
+                                       for v in list(o.sweep_string_iterator())[1:]]
             group_overrides.append(_first(o))
         else:
             value_overrides.append(o)
@@ -122,6 +127,9 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
             # the command's own options, to list when an override names none of them
             top_keys = [f"{k}=…" for k in compose(config_name=command)] + ["experiment=…"]
             base = compose(config_name=command, overrides=group_overrides)
+            for position, alternative in group_alternatives:  # every option a sweep will use must exist
+                compose(config_name=command, overrides=[*group_overrides[:position], alternative,
+                                                        *group_overrides[position + 1:]])
             for o in value_overrides:
                 _check_value(base, o, top_keys)
             final = compose(config_name=command, overrides=group_overrides + [_first(o) for o in value_overrides])

@@ -67,7 +67,7 @@ def test_key_covers_what_determines_a_model_and_nothing_else() -> None:
     base = _cfg()
     key = lambda c: model_key(c.classifiers.cnn, c.dataset, c.trainer, c.seed)  # noqa: E731
     assert key(base) == key(_cfg())
-    for changed in ("seed=1", "classifiers.cnn.fit.max_epochs=5", "dataset.split_seed=1", "trainer.max_epochs=2",
+    for changed in ("seed=1", "classifiers.cnn.fit.max_epochs=7", "dataset.split_seed=1", "trainer.max_epochs=2",
                     "classifiers.cnn.model.dropout1=0.3"):
         assert key(_cfg(changed)) != key(base), changed
     for same in ("trainer.accelerator=cpu", "paths.data_dir=/elsewhere", "dataset.num_workers=0", "trainer=cpu"):

@@ -24,6 +24,8 @@ app = typer.Typer(
 # Subcommands that run an analysis: name -> one-line help. Each has configs/<name>.yaml as primary config.
 COMMANDS = {
     "train": "Train classifiers into the model store; report accuracy, size, training time and disagreement.",
+    "explain": "Explain test images with every chosen method and model; measure faithfulness, stability, "
+    "sanity and speed.",
 }
 
 OVERRIDES_HELP = (

@@ -1,0 +1,74 @@
+"""The explainer interface and what every method shares."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xai_cli.models.classifiers.base import Classifier
+
+
+class NotApplicable(Exception):
+    """This method cannot explain this model (e.g. gradients of an SVM); the message says why."""
+
+
+class Explainer(ABC):
+    needs_gradients: ClassVar[bool] = True
+    uses_background: ClassVar[bool] = False  # wants training images as reference (set by the runner)
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = int(batch_size)
+        self.background: torch.Tensor | None = None
+
+    def set_background(self, images: torch.Tensor) -> None:
+        self.background = images
+
+    def check(self, model: Classifier) -> None:
+        """Raise NotApplicable if the method cannot explain `model`."""
+        if self.needs_gradients and not isinstance(model, nn.Module):
+            raise NotApplicable("needs gradients; this model is not differentiable (use a model-agnostic method)")
+
+    def explain(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Attributions (N, H, W) for inputs (N, C, H, W) and target classes (N,), in batches."""
+        self.check(model)
+        maps = [self._explain_batch(model, x[i : i + self.batch_size], target[i : i + self.batch_size])
+                for i in range(0, len(x), self.batch_size)]
+        return torch.cat(maps).detach().cpu()
+
+    @abstractmethod
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ...
+
+
+def device_of(model: Classifier) -> torch.device:
+    if isinstance(model, nn.Module):
+        return next(model.parameters()).device
+    return torch.device("cpu")
+
+
+def probability_function(model: Classifier) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A torch function x -> class probabilities, for any classifier (perturbation methods need only this)."""
+    if isinstance(model, nn.Module):
+        return lambda x: F.softmax(model(x), dim=-1)
+    return lambda x: torch.from_numpy(model.predict_proba(x.detach().cpu())).to(x.device)
+
+
+def to_map(attributions: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): channels summed, the contribution of each pixel location."""
+    return attributions.sum(dim=1) if attributions.ndim == 4 else attributions
+
+
+def as_numpy_images(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) tensor -> (N, H, W, C) float64 array, the layout lime and skimage expect."""
+    return x.detach().cpu().permute(0, 2, 3, 1).numpy().astype(np.float64)
+
+
+def settings_of(obj: Any) -> dict[str, Any]:
+    """Public scalar settings of an explainer, for the report."""
+    return {k: v for k, v in vars(obj).items()
+            if not k.startswith("_") and k != "background" and isinstance(v, (int, float, str, bool, type(None)))}

@@ -1,0 +1,105 @@
+"""Gradient-based methods, all from captum, on the model's logits (softmax saturation would hide them)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from captum.attr import DeepLift, DeepLiftShap, GradientShap, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+from torch import nn
+
+from xai_cli.explainers.base import Explainer, NotApplicable, device_of, to_map
+from xai_cli.models.classifiers.base import Classifier
+
+# captum announces, on every call, that it hooks the activation modules; our models are built for that
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks and attributes on non-linear")
+
+
+def _baseline(x: torch.Tensor, value: float) -> torch.Tensor:
+    return torch.full_like(x, float(value))
+
+
+class SaliencyExplainer(Explainer):
+    """|d logit_target / d x| (Simonyan et al.): unsigned, so every value reads as evidence."""
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return to_map(Saliency(model).attribute(x.to(device_of(model)), target=target.to(device_of(model)), abs=True))
+
+
+class IntegratedGradientsExplainer(Explainer):
+    """Integrated gradients from a constant baseline (black by default: digits are white on black)."""
+
+    def __init__(self, n_steps: int = 50, internal_batch_size: int = 512, baseline: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_steps, self.internal_batch_size, self.baseline = int(n_steps), int(internal_batch_size), baseline
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = x.to(device_of(model))
+        attr = IntegratedGradients(model).attribute(
+            x, baselines=_baseline(x, self.baseline), target=target.to(x.device), n_steps=self.n_steps,
+            internal_batch_size=self.internal_batch_size)
+        return to_map(attr)
+
+
+class DeepLiftExplainer(Explainer):
+    """DeepLIFT (rescale rule) against a constant baseline."""
+
+    def __init__(self, baseline: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.baseline = baseline
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = x.to(device_of(model))
+        return to_map(DeepLift(model).attribute(x, baselines=_baseline(x, self.baseline), target=target.to(x.device)))
+
+
+class GradientShapExplainer(Explainer):
+    """GradientSHAP: expected gradients over random training images as baselines."""
+
+    uses_background = True
+
+    def __init__(self, n_samples: int = 20, stdevs: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_samples, self.stdevs = int(n_samples), float(stdevs)
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        assert self.background is not None, "gradient_shap needs background images"
+        x = x.to(device_of(model))
+        attr = GradientShap(model).attribute(x, baselines=self.background.to(x.device), target=target.to(x.device),
+                                             n_samples=self.n_samples, stdevs=self.stdevs)
+        return to_map(attr)
+
+
+class DeepShapExplainer(Explainer):
+    """DeepSHAP: DeepLIFT averaged over background images (captum's DeepLiftShap).
+
+    Same values as shap's DeepExplainer for the explained class, but only that class is propagated
+    (shap's explainer computes all outputs), so it is several times faster.
+    """
+
+    uses_background = True
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        assert self.background is not None, "deep_shap needs background images"
+        x = x.to(device_of(model))
+        return to_map(DeepLiftShap(model).attribute(x, baselines=self.background.to(x.device), target=target.to(x.device)))
+
+
+class GradCamExplainer(Explainer):
+    """Grad-CAM on the last convolution, upsampled to the input size (bilinear)."""
+
+    def check(self, model: Classifier) -> None:
+        super().check(model)
+        if last_conv(model) is None:  # type: ignore[arg-type]
+            raise NotApplicable("needs a convolutional layer; this model has none")
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = x.to(device_of(model))
+        layer = last_conv(model)  # type: ignore[arg-type]
+        cam = LayerGradCam(model, layer).attribute(x, target=target.to(x.device), relu_attributions=True)
+        return to_map(LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear"))
+
+
+def last_conv(model: nn.Module) -> nn.Module | None:
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) or type(m).__name__ == "GaborConv2d"]
+    return convs[-1] if convs else None

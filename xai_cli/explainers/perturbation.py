@@ -1,0 +1,139 @@
+"""Model-agnostic methods: they only call the model for probabilities, so they also explain the SVM."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import shap
+import torch
+from captum.attr import KernelShap, Occlusion
+from lime import lime_image
+from sklearn.metrics import pairwise_distances
+
+from xai_cli.explainers.base import Explainer, as_numpy_images, device_of, probability_function, to_map
+from xai_cli.explainers.segmentation import superpixels
+from xai_cli.models.classifiers.base import Classifier
+
+
+class OcclusionExplainer(Explainer):
+    """Drop in target probability when a sliding patch is set to the baseline (captum's Occlusion)."""
+
+    needs_gradients = False
+
+    def __init__(self, window: int = 4, stride: int = 2, baseline: float = 0.0, perturbations_per_eval: int = 64,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.window, self.stride, self.baseline = int(window), int(stride), float(baseline)
+        self.perturbations_per_eval = int(perturbations_per_eval)
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = x.to(device_of(model))
+        c = x.shape[1]
+        attr = Occlusion(probability_function(model)).attribute(
+            x, sliding_window_shapes=(c, self.window, self.window), strides=(c, self.stride, self.stride),
+            baselines=self.baseline, target=target.to(x.device), perturbations_per_eval=self.perturbations_per_eval)
+        return to_map(attr)
+
+
+class KernelShapExplainer(Explainer):
+    """KernelSHAP over SLIC superpixels (captum's KernelShap), removed superpixels set to the baseline."""
+
+    needs_gradients = False
+
+    def __init__(self, n_samples: int = 1000, n_segments: int = 64, compactness: float = 0.2, baseline: float = 0.0,
+                 perturbations_per_eval: int = 250, seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_samples, self.n_segments, self.compactness = int(n_samples), int(n_segments), float(compactness)
+        self.baseline, self.perturbations_per_eval, self.seed = float(baseline), int(perturbations_per_eval), int(seed)
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        f = probability_function(model)
+        method = KernelShap(f)
+        maps = []
+        for image, t in zip(x.to(device_of(model)), target):
+            segments = superpixels(as_numpy_images(image[None])[0], self.n_segments, self.compactness)
+            mask = torch.from_numpy(segments).to(image.device).expand_as(image)[None]
+            torch.manual_seed(self.seed)  # captum draws its coalitions from torch's global generator
+            attr = method.attribute(image[None], baselines=self.baseline, target=int(t), feature_mask=mask,
+                                    n_samples=self.n_samples, perturbations_per_eval=self.perturbations_per_eval)
+            # captum gives each pixel its superpixel's full value; divide so the map sums to the Shapley values
+            sizes = torch.bincount(mask.flatten()).to(attr.dtype)[mask]
+            maps.append(to_map(attr / sizes))
+        return torch.cat(maps)
+
+
+class LimeExplainer(Explainer):
+    """LIME over SLIC superpixels, hidden superpixels set to `hide_color`, seeded.
+
+    lime_image's own `explain_instance` builds its perturbed images in a Python loop (and always draws a
+    tqdm bar). This draws the same samples from lime's own seeded generator, builds the images in one
+    vectorised step, and hands them to lime's distance kernel and weighted regression
+    (`LimeBase.explain_instance_with_data`): the same explanation as `explain_instance` (tested).
+    """
+
+    needs_gradients = False
+
+    def __init__(self, n_samples: int = 1000, n_segments: int = 64, compactness: float = 0.2, hide_color: float = 0.0,
+                 kernel_width: float = 0.25, seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_samples, self.n_segments, self.compactness = int(n_samples), int(n_segments), float(compactness)
+        self.hide_color, self.kernel_width, self.seed = float(hide_color), float(kernel_width), int(seed)
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        f = probability_function(model)
+        maps = []
+        for image, t in zip(as_numpy_images(x), target.tolist()):
+            segments = superpixels(image, self.n_segments, self.compactness)
+            weights = lime_superpixel_weights(
+                lambda batch: f(torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device_of(model))),
+                image, segments, t, self.n_samples, self.hide_color, self.kernel_width, self.seed)
+            maps.append(torch.from_numpy(weights[segments]).float())
+        return torch.stack(maps)
+
+
+def lime_superpixel_weights(predict: Callable[[np.ndarray], torch.Tensor], image: np.ndarray, segments: np.ndarray,
+                            label: int, n_samples: int, hide_color: float, kernel_width: float, seed: int) -> np.ndarray:
+    """LIME's weight per superpixel for `label`, exactly as lime_image computes it, with vectorised sampling."""
+    explainer = lime_image.LimeImageExplainer(kernel_width=kernel_width, random_state=seed)
+    n_features = int(np.unique(segments).shape[0])
+    # the same draws, in the same order, as lime_image.LimeImageExplainer.data_labels
+    data = explainer.random_state.randint(0, 2, n_samples * n_features).reshape((n_samples, n_features))
+    data[0, :] = 1
+    keep = data[:, segments].astype(bool)[..., None]  # (n_samples, H, W, 1): superpixel on or hidden
+    with torch.no_grad():
+        labels = predict(np.where(keep, image[None], hide_color)).cpu().numpy().astype(np.float64)
+    distances = pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
+    _, local_exp, _, _ = explainer.base.explain_instance_with_data(
+        data, labels, distances, label, n_features, feature_selection=explainer.feature_selection)
+    weights = np.zeros(n_features)
+    for segment, weight in local_exp:
+        weights[segment] = weight
+    return weights
+
+
+class PartitionShapExplainer(Explainer):
+    """shap's Partition explainer: Owen values over a hierarchy of pixel groups, masked to a constant."""
+
+    needs_gradients = False
+
+    def __init__(self, max_evals: int = 500, mask_value: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_evals, self.mask_value = int(max_evals), float(mask_value)
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        f = probability_function(model)
+        images = as_numpy_images(x)  # (N, H, W, C)
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            t = torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device_of(model))
+            with torch.no_grad():
+                return f(t).cpu().numpy()
+
+        masker = shap.maskers.Image(np.full(images.shape[1:], self.mask_value), images.shape[1:])
+        explainer = shap.PartitionExplainer(predict, masker)
+        maps = []
+        for image, t in zip(images, target.tolist()):
+            values = explainer(image[None], max_evals=self.max_evals, outputs=[t], silent=True).values
+            maps.append(torch.from_numpy(np.asarray(values)[0, ..., 0].sum(-1)).float())  # (H, W, C, 1) -> (H, W)
+        return torch.stack(maps)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import shap
 import torch
-from captum.attr import DeepLift, DeepLiftShap, GradientShap, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+from captum.attr import DeepLift, GradientShap, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
 from xai_cli.explainers.base import Explainer, NotApplicable, device_of, to_map
@@ -13,6 +15,7 @@ from xai_cli.models.classifiers.base import Classifier
 
 # captum announces, on every call, that it hooks the activation modules; our models are built for that
 warnings.filterwarnings("ignore", message="Setting forward, backward hooks and attributes on non-linear")
+warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 
 
 def _baseline(x: torch.Tensor, value: float) -> torch.Tensor:
@@ -71,18 +74,35 @@ class GradientShapExplainer(Explainer):
 
 
 class DeepShapExplainer(Explainer):
-    """DeepSHAP: DeepLIFT averaged over background images (captum's DeepLiftShap).
+    """DeepSHAP as shap's DeepExplainer computes it, for the explained class.
 
-    Same values as shap's DeepExplainer for the explained class, but only that class is propagated
-    (shap's explainer computes all outputs), so it is several times faster.
+    captum's DeepLiftShap is not used: with image baselines its max-pool rule loses completeness (on a
+    digits cnn its attributions miss f(x) - E[f(background)] by ~0.4 logits), while shap's DeepExplainer
+    sums to it exactly, and shap's values are what DeepSHAP means in the literature.
     """
 
     uses_background = True
 
-    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._cache: tuple[int, int, shap.DeepExplainer] | None = None
+
+    def set_background(self, images: torch.Tensor) -> None:
+        super().set_background(images)
+        self._cache = None
+
+    def _explainer_for(self, model: nn.Module) -> shap.DeepExplainer:
         assert self.background is not None, "deep_shap needs background images"
-        x = x.to(device_of(model))
-        return to_map(DeepLiftShap(model).attribute(x, baselines=self.background.to(x.device), target=target.to(x.device)))
+        if self._cache is None or self._cache[:2] != (id(model), id(self.background)):
+            model.eval()
+            self._cache = (id(model), id(self.background),
+                           shap.DeepExplainer(model, self.background.to(device_of(model))))
+        return self._cache[2]
+
+    def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        values = np.asarray(self._explainer_for(model).shap_values(x.to(device_of(model)), check_additivity=False))
+        picked = values[np.arange(len(x)), ..., target.numpy()]  # (N, C, H, W, K) -> (N, C, H, W)
+        return to_map(torch.from_numpy(picked).float())
 
 
 class GradCamExplainer(Explainer):

@@ -97,7 +97,9 @@ def lime_superpixel_weights(predict: Callable[[np.ndarray], torch.Tensor], image
     """LIME's weight per superpixel for `label`, exactly as lime_image computes it, with vectorised sampling."""
     explainer = lime_image.LimeImageExplainer(kernel_width=kernel_width, random_state=seed)
     n_features = int(np.unique(segments).shape[0])
-    # the same draws, in the same order, as lime_image.LimeImageExplainer.data_labels
+    # the same draws, in the same order, as lime_image: explain_instance first spends one on a segmentation
+    # seed (unused with our segments), then data_labels draws the on/off pattern of every sample
+    explainer.random_state.randint(0, high=1000)
     data = explainer.random_state.randint(0, 2, n_samples * n_features).reshape((n_samples, n_features))
     data[0, :] = 1
     keep = data[:, segments].astype(bool)[..., None]  # (n_samples, H, W, 1): superpixel on or hidden

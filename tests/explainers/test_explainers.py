@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.conftest import CONFIG_DIR, compose_config
+from xai_cli.explainers.base import NotApplicable
+from xai_cli.explainers.gradient import DeepLiftExplainer, DeepShapExplainer, IntegratedGradientsExplainer
+from xai_cli.explainers.perturbation import LimeExplainer, lime_superpixel_weights
+from xai_cli.explainers.segmentation import superpixels
+from xai_cli.training.store import ModelStore
+
+EXPLAINERS = sorted(p.stem for p in (CONFIG_DIR / "explainer").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A digits cnn (2 epochs, ~95 %) and svm_rbf from a private store, with test images and background."""
+    cfg = compose_config("train", ["trainer.max_epochs=2"])
+    data = instantiate(cfg.dataset)
+    store = ModelStore(tmp_path_factory.mktemp("models"))
+    models = {n: store.get(n, cfg.classifiers[n], data, cfg.dataset, cfg.trainer, cfg.seed).model for n in cfg.classifiers}
+    test = data.split("test")
+    return models, test.x[:4], test.y[:4], data.split("train").x[:32]
+
+
+def _explainer(name: str, **overrides: object):
+    cfg = compose_config("explain", [f"explainers=[{name}]", *(f"explainers.{name}.{k}={v}" for k, v in overrides.items())])
+    return instantiate(cfg.explainers[name])
+
+
+def test_the_issue_s_explainers_all_have_configs() -> None:
+    assert {"deep_shap", "gradient_shap", "kernel_shap", "partition_shap", "lime", "integrated_gradients", "saliency",
+            "deeplift", "grad_cam", "occlusion"} <= set(EXPLAINERS)
+
+
+@pytest.mark.parametrize("name", EXPLAINERS)
+def test_every_explainer_gives_one_map_per_image(trained, name: str) -> None:
+    models, x, y, background = trained
+    explainer = _explainer(name)
+    explainer.set_background(background)
+    for model_name, model in models.items():
+        try:
+            maps = explainer.explain(model, x[:2], y[:2])
+        except NotApplicable as reason:
+            assert model_name == "svm_rbf" and explainer.needs_gradients, reason
+            continue
+        assert maps.shape == (2, 28, 28) and torch.isfinite(maps).all() and maps.abs().sum() > 0
+
+
+def _logit_gap(model, x, target, reference):
+    with torch.no_grad():
+        return model(x)[range(len(x)), target] - model(reference)[range(len(x)), target]
+
+
+def test_integrated_gradients_completeness(trained) -> None:
+    model = trained[0]["cnn"]
+    x, y = trained[1], trained[2]
+    maps = IntegratedGradientsExplainer(n_steps=300).explain(model, x, y)
+    gap = _logit_gap(model, x, y, torch.zeros_like(x))
+    assert torch.allclose(maps.flatten(1).sum(1), gap, rtol=0.02, atol=0.02)
+
+
+def test_deeplift_completeness(trained) -> None:
+    model = trained[0]["cnn"]
+    x, y = trained[1], trained[2]
+    maps = DeepLiftExplainer().explain(model, x, y)
+    assert torch.allclose(maps.flatten(1).sum(1), _logit_gap(model, x, y, torch.zeros_like(x)), rtol=1e-3, atol=1e-3)
+
+
+def test_deep_shap_sums_to_the_gap_from_the_mean_background_output(trained) -> None:
+    model, (x, y, background) = trained[0]["cnn"], trained[1:]
+    explainer = DeepShapExplainer()
+    explainer.set_background(background)
+    maps = explainer.explain(model, x, y)
+    with torch.no_grad():
+        expected = model(x)[range(len(x)), y] - model(background)[:, y].mean(0)
+    assert torch.allclose(maps.flatten(1).sum(1), expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["lime", "kernel_shap"])
+def test_sampling_methods_are_deterministic_under_a_seed(trained, name: str) -> None:
+    model, x, y = trained[0]["svm_rbf"], trained[1][:2], trained[2][:2]
+    first = _explainer(name, seed=3).explain(model, x, y)
+    again = _explainer(name, seed=3).explain(model, x, y)
+    other = _explainer(name, seed=4).explain(model, x, y)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_lime_equals_lime_image_explain_instance(trained) -> None:
+    """Our vectorised sampling must give lime_image's own explanation, weight for weight."""
+    from lime import lime_image
+
+    model, image, label = trained[0]["svm_rbf"], trained[1][0], int(trained[2][0])
+    rgb = np.repeat(image.permute(1, 2, 0).numpy().astype(np.float64), 3, axis=-1)
+    segments = superpixels(rgb[..., :1])
+
+    def classifier_fn(batch: np.ndarray) -> np.ndarray:
+        return model.predict_proba(torch.from_numpy(batch[..., :1]).permute(0, 3, 1, 2).float())
+
+    reference = lime_image.LimeImageExplainer(random_state=7).explain_instance(
+        rgb, classifier_fn, labels=(label,), top_labels=None, hide_color=0.0, num_samples=300, batch_size=300,
+        segmentation_fn=lambda _: segments)
+    expected = np.zeros(segments.max() + 1)
+    for segment, weight in reference.local_exp[label]:
+        expected[segment] = weight
+    ours = lime_superpixel_weights(lambda b: torch.from_numpy(classifier_fn(b)), rgb[..., :1], segments, label, 300,
+                                   0.0, 0.25, 7)
+    assert np.allclose(ours, expected, atol=1e-10)
+    assert len(np.unique(segments)) >= 40  # SLIC, not lime's 1-2 quickshift segments
+
+
+def test_gradient_methods_decline_the_svm_and_grad_cam_declines_an_mlp(trained) -> None:
+    with pytest.raises(NotApplicable, match="gradients"):
+        DeepLiftExplainer().explain(trained[0]["svm_rbf"], trained[1], trained[2])
+    mlp = instantiate(compose_config("train", ["classifiers=[mlp]"]).classifiers.mlp.model)
+    with pytest.raises(NotApplicable, match="convolutional"):
+        _explainer("grad_cam").explain(mlp, trained[1], trained[2])
+
+
+def test_lime_segments_are_used_as_superpixels(trained) -> None:
+    maps = LimeExplainer(n_samples=200).explain(trained[0]["svm_rbf"], trained[1][:1], trained[2][:1])[0].numpy()
+    segments = superpixels(trained[1][0].permute(1, 2, 0).numpy().astype(np.float64))
+    for s in np.unique(segments):
+        assert np.ptp(maps[segments == s]) == 0  # one weight per superpixel

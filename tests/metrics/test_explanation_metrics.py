@@ -64,3 +64,30 @@ def test_positive_attribution_is_drawn_red_and_negative_blue() -> None:
     r, g, b, _ = cmap(norm(-1.0))
     assert b > 0.9 and r < 0.1
     assert np.allclose(cmap(norm(0.0))[:3], 1.0, atol=0.01)  # zero is white
+
+
+def test_deletion_auc_equals_quantus_pixel_flipping() -> None:
+    """Our deletion curve is Quantus' PixelFlipping (black baseline), with the unperturbed image prepended."""
+    quantus = __import__("pytest").importorskip("quantus")
+    from tests.conftest import compose_config
+    from hydra.utils import instantiate
+    from xai_cli.explainers.gradient import IntegratedGradientsExplainer
+
+    cfg = compose_config("train", ["classifiers=[small_cnn]"])
+    data = instantiate(cfg.dataset)
+    torch.manual_seed(0)
+    model = instantiate(cfg.classifiers.small_cnn.model).eval()  # untrained is fine: both see the same model
+    x, y = data.split("test").x[:6], data.split("test").y[:6]
+    maps = IntegratedGradientsExplainer().explain(model, x, y)
+
+    def predict(batch: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(model(batch), -1).numpy()
+
+    ours, _ = deletion_insertion(predict, x, maps, y, steps=16)
+    curves = np.asarray(quantus.PixelFlipping(features_in_step=49, perturb_baseline="black", disable_warnings=True)(
+        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.numpy()[:, None], channel_first=True,
+        softmax=True, device="cpu"))
+    start = predict(x)[np.arange(6), y.numpy()]
+    reference = np.trapezoid(np.concatenate([start[:, None], curves], 1), np.linspace(0, 1, 17), axis=1)
+    assert np.allclose(ours, reference, atol=1e-6)

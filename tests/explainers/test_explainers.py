@@ -128,3 +128,16 @@ def test_lime_segments_are_used_as_superpixels(trained) -> None:
     segments = superpixels(trained[1][0].permute(1, 2, 0).numpy().astype(np.float64))
     for s in np.unique(segments):
         assert np.ptp(maps[segments == s]) == 0  # one weight per superpixel
+
+
+def test_deep_shap_equals_shap_deep_explainer_for_the_explained_class(trained) -> None:
+    import shap
+
+    model, (x, y, background) = trained[0]["cnn"], trained[1:]
+    target = torch.tensor([int(y[0]), int(y[1]), (int(y[2]) + 1) % 10, int(y[3])])  # one non-predicted target too
+    explainer = DeepShapExplainer()
+    explainer.set_background(background)
+    ours = explainer.explain(model, x, target)
+    full = np.asarray(shap.DeepExplainer(model.eval(), background).shap_values(x, check_additivity=False))  # (N,C,H,W,K)
+    reference = full[np.arange(4), ..., target.numpy()].sum(1)
+    assert np.allclose(ours.numpy(), reference, atol=1e-5)

@@ -73,36 +73,52 @@ class GradientShapExplainer(Explainer):
         return to_map(attr)
 
 
-class DeepShapExplainer(Explainer):
-    """DeepSHAP as shap's DeepExplainer computes it, for the explained class.
+class _OneOutput(nn.Module):
+    """The model's logit for one class, as a one-output model."""
 
+    def __init__(self, model: nn.Module, index: int) -> None:
+        super().__init__()
+        self.model, self.index = model, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, self.index : self.index + 1]
+
+
+class DeepShapExplainer(Explainer):
+    """DeepSHAP as shap's DeepExplainer computes it, for the explained class only.
+
+    shap's explainer propagates every output of the model (10 for digits) for every image. Images are
+    grouped by explained class here and shap is handed a one-output view of the model for each group, so
+    shap's own rules run once per image instead of ten times: the same values, several times faster.
     captum's DeepLiftShap is not used: with image baselines its max-pool rule loses completeness (on a
-    digits cnn its attributions miss f(x) - E[f(background)] by ~0.4 logits), while shap's DeepExplainer
-    sums to it exactly, and shap's values are what DeepSHAP means in the literature.
+    digits cnn its attributions miss f(x) - E[f(background)] by ~0.4 logits); shap's sum to it exactly.
     """
 
     uses_background = True
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._cache: tuple[int, int, shap.DeepExplainer] | None = None
+        self._cache: dict[tuple[int, int, int], shap.DeepExplainer] = {}
 
     def set_background(self, images: torch.Tensor) -> None:
         super().set_background(images)
-        self._cache = None
+        self._cache = {}
 
-    def _explainer_for(self, model: nn.Module) -> shap.DeepExplainer:
+    def _explainer_for(self, model: nn.Module, index: int) -> shap.DeepExplainer:
         assert self.background is not None, "deep_shap needs background images"
-        if self._cache is None or self._cache[:2] != (id(model), id(self.background)):
+        key = (id(model), id(self.background), index)
+        if key not in self._cache:
             model.eval()
-            self._cache = (id(model), id(self.background),
-                           shap.DeepExplainer(model, self.background.to(device_of(model))))
-        return self._cache[2]
+            self._cache[key] = shap.DeepExplainer(_OneOutput(model, index), self.background.to(device_of(model)))
+        return self._cache[key]
 
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        values = np.asarray(self._explainer_for(model).shap_values(x.to(device_of(model)), check_additivity=False))
-        picked = values[np.arange(len(x)), ..., target.numpy()]  # (N, C, H, W, K) -> (N, C, H, W)
-        return to_map(torch.from_numpy(picked).float())
+        out = torch.zeros(x.shape)
+        for index in target.unique().tolist():
+            rows = (target == index).nonzero().flatten()
+            values = self._explainer_for(model, index).shap_values(x[rows].to(device_of(model)), check_additivity=False)
+            out[rows] = torch.from_numpy(np.asarray(values).reshape(x[rows].shape)).float()
+        return to_map(out)
 
 
 class GradCamExplainer(Explainer):

@@ -86,11 +86,15 @@ class ExplainRunner:
                     maps_for_figure[name] = None
                     continue
                 explainer.set_background(background)
+                start = time.perf_counter()
                 maps, seconds = _timed_explain(explainer, model, x, target)
                 saved[f"{model_name}/{name}"] = maps.numpy()
                 maps_for_figure[name] = maps
-                results[name][model_name] = self._measure(s, explainer, model, random_model, x, target, maps, seconds,
-                                                          int(cfg.seed))
+                result = self._measure(s, explainer, model, random_model, x, target, maps, seconds, int(cfg.seed))
+                result["wall_time_s"] = time.perf_counter() - start
+                results[name][model_name] = result
+                log.info("%s / %s: %.1f s (%.4f s per image, then the measurements)", model_name, name,
+                         result["wall_time_s"], seconds)
             titles = [f"#{i} y={int(t)} ŷ={p} ({q:.2f})" for i, t, p, q in
                       zip(idx, y, predictions[model_name]["predicted"], predictions[model_name]["probability"])]
             report.save_figure(attribution_grid(x, maps_for_figure, titles, f"{model_name}: attributions for the "
@@ -113,6 +117,7 @@ class ExplainRunner:
             "predictions": predictions,
             "settings": {"background_size": int(s.background_size), "faithfulness": OmegaConf.to_container(s.faithfulness),
                          "stability": OmegaConf.to_container(s.stability),
+                         "randomization": OmegaConf.to_container(s.randomization),
                          "explainers": {n: {"method": type(e).__name__, **settings_of(e)} for n, e in explainers.items()}},
             "explainers": results,
         }
@@ -154,7 +159,8 @@ class ExplainRunner:
             "randomization_similarity": None,
         }
         if random_model is not None:
-            out["randomization_similarity"] = rank_similarity(maps, explainer.explain(random_model, x, target))
+            r = min(int(s.randomization.n_images), len(x))
+            out["randomization_similarity"] = rank_similarity(maps[:r], explainer.explain(random_model, x[:r], target[:r]))
         return out
 
     @staticmethod

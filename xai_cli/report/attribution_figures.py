@@ -57,18 +57,22 @@ def attribution_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor | Non
 
 
 def time_vs_faithfulness(points: Mapping[str, Mapping[str, tuple[float, float]]]) -> Figure:
-    """One point per explainer (and model): time per image (log) against deletion AUC (lower is better)."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    """Time per image (log) against deletion AUC: colour = explainer, marker = model; lower-left is best."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), layout="constrained")
     markers = "osD^v<>p*h"
+    explainers = sorted({e for by_explainer in points.values() for e in by_explainer})
+    colours = {e: plt.get_cmap("tab10")(i % 10) for i, e in enumerate(explainers)}
     for m, (model, by_explainer) in enumerate(points.items()):
         for name, (seconds, auc) in by_explainer.items():
-            ax.scatter(seconds, auc, marker=markers[m % len(markers)], s=36)
-            ax.annotate(name, (seconds, auc), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.scatter([], [], marker=markers[m % len(markers)], color="grey", label=model)
+            ax.scatter(seconds, auc, marker=markers[m % len(markers)], color=colours[name], s=42, edgecolor="k",
+                       linewidth=0.4)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[e], label=e) for e in explainers]
+    handles += [plt.Line2D([], [], marker=markers[m % len(markers)], linestyle="", color="k", markerfacecolor="none",
+                           label=model)
+                for m, model in enumerate(points)]
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xscale("log")
     ax.set_xlabel("time per image (s, log scale)")
     ax.set_ylabel("deletion AUC (lower = more faithful)")
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig

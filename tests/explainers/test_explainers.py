@@ -141,3 +141,51 @@ def test_deep_shap_equals_shap_deep_explainer_for_the_explained_class(trained) -
     full = np.asarray(shap.DeepExplainer(model.eval(), background).shap_values(x, check_additivity=False))  # (N,C,H,W,K)
     reference = full[np.arange(4), ..., target.numpy()].sum(1)
     assert np.allclose(ours.numpy(), reference, atol=1e-5)
+
+
+def test_integrated_gradients_is_more_faithful_than_a_random_order(trained) -> None:
+    from xai_cli.explainers.base import probability_function
+    from xai_cli.metrics.faithfulness import deletion_insertion
+
+    model, x, y = trained[0]["cnn"], trained[1], trained[2]
+    maps = IntegratedGradientsExplainer().explain(model, x, y)
+    f = probability_function(model)
+    predict = lambda b: f(b).detach().numpy()  # noqa: E731
+    ours, _ = deletion_insertion(predict, x, maps, y)
+    random, _ = deletion_insertion(predict, x, maps, y, random_order=True)
+    assert ours.mean() < 0.5 * random.mean()
+
+
+class _IgnoresLeftHalf(torch.nn.Module):
+    """A trained classifier that sees only the right half of the image."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        mask = torch.ones(1, 1, 28, 28)
+        mask[..., :14] = 0.0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x * self.mask)
+
+
+@pytest.mark.parametrize("name", EXPLAINERS)
+def test_what_the_model_ignores_gets_no_attribution(trained, name: str) -> None:
+    models, x, y, background = trained
+    model = _IgnoresLeftHalf(models["cnn"]).eval()
+    explainer = _explainer(name)
+    explainer.set_background(background)
+    maps = explainer.explain(model, x[:2], y[:2]).abs()
+    # an occlusion window straddling the middle shares its effect with the ignored pixels it covers
+    edge = 14 - explainer.window if name == "occlusion" else 14
+    ignored, used = maps[..., :edge], maps[..., 14:]
+    if name in ("lime", "kernel_shap"):
+        # superpixels straddle the middle, so judge only those wholly inside the ignored half
+        for image, m in zip(x[:2], maps):
+            segments = torch.from_numpy(superpixels(image.permute(1, 2, 0).numpy().astype(np.float64)))
+            inside = [s for s in segments.unique() if (segments == s).nonzero()[:, 1].max() < 14]
+            weights = torch.stack([m[segments == s].mean() for s in inside]) if inside else torch.zeros(1)
+            assert weights.max() < 0.1 * m.max()
+    else:
+        assert ignored.mean() < 0.02 * used.mean(), (float(ignored.mean()), float(used.mean()))

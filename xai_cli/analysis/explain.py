@@ -71,33 +71,15 @@ class ExplainRunner:
         saved: dict[str, np.ndarray] = {"indices": idx, "labels": y.numpy()}
         predictions: dict[str, Any] = {}
         for model_name, stored in models.items():
-            model = stored.model
-            probs = model.predict_proba(x)
+            probs = stored.model.predict_proba(x)
             target = y if use_true else torch.from_numpy(probs.argmax(1))
             predictions[model_name] = {"predicted": probs.argmax(1).tolist(),
                                        "probability": probs.max(1).round(4).tolist(), "target": target.tolist()}
-            random_model = self._randomised(cfg, model_name, stored.model)
-            maps_for_figure: dict[str, torch.Tensor | None] = {}
-            for name, explainer in track(explainers.items(), f"{model_name}: explaining", total=len(explainers)):
-                try:
-                    explainer.check(model)
-                except NotApplicable as reason:
-                    results[name][model_name] = {"skipped": str(reason)}
-                    maps_for_figure[name] = None
-                    continue
-                explainer.set_background(background)
-                start = time.perf_counter()
-                maps, seconds = _timed_explain(explainer, model, x, target)
-                saved[f"{model_name}/{name}"] = maps.numpy()
-                maps_for_figure[name] = maps
-                result = self._measure(s, explainer, model, random_model, x, target, maps, seconds, int(cfg.seed))
-                result["wall_time_s"] = time.perf_counter() - start
-                results[name][model_name] = result
-                log.info("%s / %s: %.1f s (%.4f s per image, then the measurements)", model_name, name,
-                         result["wall_time_s"], seconds)
+            maps = self._explain_model(cfg, model_name, stored.model, explainers, background, x, target, results)
+            saved.update({f"{model_name}/{name}": m.numpy() for name, m in maps.items() if m is not None})
             titles = [f"#{i} y={int(t)} ŷ={p} ({q:.2f})" for i, t, p, q in
                       zip(idx, y, predictions[model_name]["predicted"], predictions[model_name]["probability"])]
-            report.save_figure(attribution_grid(x, maps_for_figure, titles, f"{model_name}: attributions for the "
+            report.save_figure(attribution_grid(x, maps, titles, f"{model_name}: attributions for the "
                                                 f"{'true' if use_true else 'predicted'} class"), f"attributions_{model_name}")
 
         buffer = io.BytesIO()
@@ -123,6 +105,30 @@ class ExplainRunner:
         }
         report.write(metrics, self.render(metrics, report.run_dir))
         return metrics
+
+    def _explain_model(self, cfg: DictConfig, model_name: str, model: Any, explainers: dict[str, Explainer],
+                       background: torch.Tensor, x: torch.Tensor, target: torch.Tensor,
+                       results: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor | None]:
+        """Every explainer on one model: maps (None where not applicable), measurements into `results`."""
+        random_model = self._randomised(cfg, model_name, model)
+        maps: dict[str, torch.Tensor | None] = {}
+        for name, explainer in track(explainers.items(), f"{model_name}: explaining", total=len(explainers)):
+            try:
+                explainer.check(model)
+            except NotApplicable as reason:
+                results[name][model_name] = {"skipped": str(reason)}
+                maps[name] = None
+                continue
+            explainer.set_background(background)
+            start = time.perf_counter()
+            maps[name], seconds = _timed_explain(explainer, model, x, target)
+            result = self._measure(cfg.explain, explainer, model, random_model, x, target, maps[name], seconds,
+                                   int(cfg.seed))
+            result["wall_time_s"] = time.perf_counter() - start
+            results[name][model_name] = result
+            log.info("%s / %s: %.1f s (%.4f s per image, then the measurements)", model_name, name,
+                     result["wall_time_s"], seconds)
+        return maps
 
     @staticmethod
     def _randomised(cfg: DictConfig, name: str, model: Any) -> Any:

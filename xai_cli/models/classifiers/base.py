@@ -31,7 +31,7 @@ class TorchClassifier(nn.Module):
         return F.cross_entropy(self(x), y)
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def predict_proba(self, x: torch.Tensor | np.ndarray, batch_size: int = 128) -> np.ndarray:
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()

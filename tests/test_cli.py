@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -161,7 +160,7 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None
 def test_submitit_launchers_compose(tmp_path: Path, launcher: str, extra: list[str]) -> None:
     result = run_xai("train", f"hydra/launcher={launcher}", *extra, "--cfg", "hydra", root=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"hydra_plugins.hydra_submitit_launcher.submitit_launcher" in result.stdout
+    assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher" in result.stdout
     if launcher == "submitit_slurm":
         assert "partition: gpu" in result.stdout
 

@@ -62,7 +62,7 @@ def time_vs_faithfulness(points: Mapping[str, Mapping[str, tuple[float, float]]]
     markers = "osD^v<>p*h"
     explainers = sorted({e for by_explainer in points.values() for e in by_explainer})
     colours = {e: plt.get_cmap("tab10")(i % 10) for i, e in enumerate(explainers)}
-    for m, (model, by_explainer) in enumerate(points.items()):
+    for m, by_explainer in enumerate(points.values()):
         for name, (seconds, auc) in by_explainer.items():
             ax.scatter(seconds, auc, marker=markers[m % len(markers)], color=colours[name], s=42, edgecolor="k",
                        linewidth=0.4)

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import lightning.pytorch as L
 import numpy as np
 from omegaconf import DictConfig
 from torch.optim import Optimizer

@@ -72,7 +72,8 @@ def plain_calls(model: torch.nn.Module, background: torch.Tensor) -> dict[str, C
         "saliency": lambda x, t: Saliency(model).attribute(x, target=t),
         "integrated_gradients": lambda x, t: IntegratedGradients(model).attribute(x, target=t, n_steps=50),
         "deeplift": lambda x, t: DeepLift(model).attribute(x, target=t),
-        "gradient_shap": lambda x, t: GradientShap(model).attribute(x, baselines=background, target=t),
+        # same sample count as ours (the library default is 5), so that the ratio compares like with like
+        "gradient_shap": lambda x, t: GradientShap(model).attribute(x, baselines=background, target=t, n_samples=20),
         "deep_shap": lambda x, t: shap.DeepExplainer(model, background).shap_values(x, check_additivity=False),
         "grad_cam": grad_cam,
         "occlusion": lambda x, t: Occlusion(prob).attribute(x, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2),

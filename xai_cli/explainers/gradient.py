@@ -32,7 +32,7 @@ class SaliencyExplainer(Explainer):
 class IntegratedGradientsExplainer(Explainer):
     """Integrated gradients from a constant baseline (black by default: digits are white on black)."""
 
-    def __init__(self, n_steps: int = 50, internal_batch_size: int = 512, baseline: float = 0.0, **kwargs) -> None:
+    def __init__(self, n_steps: int = 50, internal_batch_size: int = 128, baseline: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.n_steps, self.internal_batch_size, self.baseline = int(n_steps), int(internal_batch_size), baseline
 

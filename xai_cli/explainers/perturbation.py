@@ -36,23 +36,34 @@ class OcclusionExplainer(Explainer):
         return to_map(attr)
 
 
-class KernelShapExplainer(Explainer):
-    """KernelSHAP over SLIC superpixels (captum's KernelShap), removed superpixels set to the baseline."""
+class SuperpixelExplainer(Explainer):
+    """Methods that switch SLIC superpixels on and off, `n_samples` times per image, from a seed."""
 
     needs_gradients = False
 
-    def __init__(self, n_samples: int = 1000, n_segments: int = 64, compactness: float = 0.2, baseline: float = 0.0,
-                 perturbations_per_eval: int = 250, seed: int = 0, **kwargs) -> None:
+    def __init__(self, n_samples: int = 1000, n_segments: int = 64, compactness: float = 0.2, seed: int = 0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.n_samples, self.n_segments, self.compactness = int(n_samples), int(n_segments), float(compactness)
-        self.baseline, self.perturbations_per_eval, self.seed = float(baseline), int(perturbations_per_eval), int(seed)
+        self.seed = int(seed)
+
+    def segments_of(self, image: np.ndarray) -> np.ndarray:
+        return superpixels(image, self.n_segments, self.compactness)
+
+
+class KernelShapExplainer(SuperpixelExplainer):
+    """KernelSHAP over SLIC superpixels (captum's KernelShap), removed superpixels set to the baseline."""
+
+    def __init__(self, baseline: float = 0.0, perturbations_per_eval: int = 250, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.baseline, self.perturbations_per_eval = float(baseline), int(perturbations_per_eval)
 
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         f = probability_function(model)
         method = KernelShap(f)
         maps = []
         for image, t in zip(x.to(device_of(model)), target):
-            segments = superpixels(as_numpy_images(image[None])[0], self.n_segments, self.compactness)
+            segments = self.segments_of(as_numpy_images(image[None])[0])
             mask = torch.from_numpy(segments).to(image.device).expand_as(image)[None]
             torch.manual_seed(self.seed)  # captum draws its coalitions from torch's global generator
             attr = method.attribute(image[None], baselines=self.baseline, target=int(t), feature_mask=mask,
@@ -63,7 +74,7 @@ class KernelShapExplainer(Explainer):
         return torch.cat(maps)
 
 
-class LimeExplainer(Explainer):
+class LimeExplainer(SuperpixelExplainer):
     """LIME over SLIC superpixels, hidden superpixels set to `hide_color`, seeded.
 
     lime_image's own `explain_instance` builds its perturbed images in a Python loop (and always draws a
@@ -72,19 +83,15 @@ class LimeExplainer(Explainer):
     (`LimeBase.explain_instance_with_data`): the same explanation as `explain_instance` (tested).
     """
 
-    needs_gradients = False
-
-    def __init__(self, n_samples: int = 1000, n_segments: int = 64, compactness: float = 0.2, hide_color: float = 0.0,
-                 kernel_width: float = 0.25, seed: int = 0, **kwargs) -> None:
+    def __init__(self, hide_color: float = 0.0, kernel_width: float = 0.25, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.n_samples, self.n_segments, self.compactness = int(n_samples), int(n_segments), float(compactness)
-        self.hide_color, self.kernel_width, self.seed = float(hide_color), float(kernel_width), int(seed)
+        self.hide_color, self.kernel_width = float(hide_color), float(kernel_width)
 
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         f = probability_function(model)
         maps = []
         for image, t in zip(as_numpy_images(x), target.tolist()):
-            segments = superpixels(image, self.n_segments, self.compactness)
+            segments = self.segments_of(image)
             weights = lime_superpixel_weights(
                 lambda batch: f(torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device_of(model))),
                 image, segments, t, self.n_samples, self.hide_color, self.kernel_width, self.seed)

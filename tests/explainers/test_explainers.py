@@ -188,3 +188,21 @@ def test_what_the_model_ignores_gets_no_attribution(trained, name: str) -> None:
             assert weights.max() < 0.1 * m.max()
     else:
         assert ignored.mean() < 0.02 * used.mean(), (float(ignored.mean()), float(used.mean()))
+
+
+def test_kernel_shap_gives_exact_shapley_values_on_an_additive_model() -> None:
+    """For f(x) = sum w*x, the Shapley value of a superpixel is the sum of w*(x - baseline) over its pixels."""
+    from xai_cli.explainers.perturbation import kernel_shap_values
+
+    rng = np.random.default_rng(0)
+    image = rng.random((28, 28, 1))
+    segments = superpixels(image)
+    w = rng.normal(size=(28, 28))
+
+    def predict(batch: np.ndarray) -> torch.Tensor:  # (n, H, W, 1) -> (n, 2): class 1 is additive
+        score = (batch[..., 0] * w).reshape(len(batch), -1).sum(1)
+        return torch.from_numpy(np.stack([np.zeros_like(score), score], 1))
+
+    values = kernel_shap_values(predict, image, segments, 1, 1000, 0.0, seed=0)
+    exact = np.array([(w * image[..., 0])[segments == s].sum() for s in range(segments.max() + 1)])
+    assert np.allclose(values, exact, atol=1e-6)

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import shap
 import torch
-from captum.attr import KernelShap, Occlusion
+from captum.attr import Occlusion
 from lime import lime_image
 from sklearn.metrics import pairwise_distances
 
@@ -52,26 +52,53 @@ class SuperpixelExplainer(Explainer):
 
 
 class KernelShapExplainer(SuperpixelExplainer):
-    """KernelSHAP over SLIC superpixels (captum's KernelShap), removed superpixels set to the baseline."""
+    """KernelSHAP over SLIC superpixels, removed superpixels set to the baseline.
 
-    def __init__(self, baseline: float = 0.0, perturbations_per_eval: int = 250, **kwargs) -> None:
+    The algorithm of captum's KernelShap (coalition sizes drawn from the Shapley kernel, uniform subsets,
+    the empty and full coalitions pinned with a large weight, a least-squares fit), with the 1,000
+    coalitions and their images built in one vectorised step: captum builds them one at a time in Python,
+    which costs about as much as the model calls. Exact Shapley values on additive models (tested).
+    """
+
+    def __init__(self, baseline: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.baseline, self.perturbations_per_eval = float(baseline), int(perturbations_per_eval)
+        self.baseline = float(baseline)
 
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         f = probability_function(model)
-        method = KernelShap(f)
         maps = []
-        for image, t in zip(x.to(device_of(model)), target):
-            segments = self.segments_of(as_numpy_images(image[None])[0])
-            mask = torch.from_numpy(segments).to(image.device).expand_as(image)[None]
-            torch.manual_seed(self.seed)  # captum draws its coalitions from torch's global generator
-            attr = method.attribute(image[None], baselines=self.baseline, target=int(t), feature_mask=mask,
-                                    n_samples=self.n_samples, perturbations_per_eval=self.perturbations_per_eval)
-            # captum gives each pixel its superpixel's full value; divide so the map sums to the Shapley values
-            sizes = torch.bincount(mask.flatten()).to(attr.dtype)[mask]
-            maps.append(to_map(attr / sizes))
-        return torch.cat(maps)
+        for image, t in zip(as_numpy_images(x), target.tolist()):
+            segments = self.segments_of(image)
+            values = kernel_shap_values(
+                lambda batch: f(torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device_of(model))),
+                image, segments, t, self.n_samples, self.baseline, self.seed)
+            # spread each superpixel's value over its pixels, so that the map sums to the Shapley values
+            sizes = np.bincount(segments.ravel())
+            maps.append(torch.from_numpy(values[segments] / sizes[segments]).float())
+        return torch.stack(maps)
+
+
+def kernel_shap_values(predict: Callable[[np.ndarray], torch.Tensor], image: np.ndarray, segments: np.ndarray,
+                       label: int, n_samples: int, baseline: float, seed: int) -> np.ndarray:
+    """KernelSHAP value of each superpixel for `label` (Lundberg & Lee, 2017)."""
+    m = int(segments.max()) + 1
+    rng = np.random.default_rng(seed)
+    sizes = np.arange(1, m)
+    kernel = (m - 1) / (sizes * (m - sizes))
+    n_random = max(n_samples - 2, 0)
+    k = rng.choice(sizes, size=n_random, p=kernel / kernel.sum())
+    ranks = np.argsort(np.argsort(rng.random((n_random, m)), axis=1), axis=1)
+    coalitions = np.vstack([np.ones(m), np.zeros(m), (ranks < k[:, None]).astype(float)])
+    weights = np.r_[1e6, 1e6, np.ones(n_random)]  # sampled from the kernel: uniform weights; ends pinned
+    # the kernel favours coalitions of size 1 and m-1, of which there are only m each: ask the model once each
+    distinct, inverse = np.unique(coalitions, axis=0, return_inverse=True)
+    keep = distinct[:, segments].astype(bool)[..., None]
+    with torch.no_grad():
+        outputs = predict(np.where(keep, image[None], baseline)).cpu().numpy()[:, label].astype(np.float64)
+    outputs = outputs[inverse.ravel()]
+    design = np.c_[np.ones(len(coalitions)), coalitions] * np.sqrt(weights)[:, None]
+    coef = np.linalg.lstsq(design, outputs * np.sqrt(weights), rcond=None)[0]
+    return coef[1:]
 
 
 class LimeExplainer(SuperpixelExplainer):

@@ -26,6 +26,8 @@ COMMANDS = {
     "train": "Train classifiers into the model store; report accuracy, size, training time and disagreement.",
     "explain": "Explain test images with every chosen method and model; measure faithfulness, stability, "
     "sanity and speed.",
+    "discrepancy": "DIG-CV: find and show where models of similar accuracy disagree, searched in a β-VAE's "
+    "latent space (or on raw features).",
 }
 
 OVERRIDES_HELP = (

@@ -30,6 +30,7 @@ class Table:
 class Figure:
     path: str  # relative to the run directory, e.g. figures/confusion_cnn.png
     caption: str
+    wide: bool = False  # spans the page (image strips) instead of sitting in a column
 
 
 Block = Union[Heading, Paragraph, Table, Figure]
@@ -53,6 +54,7 @@ table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:0.8em 1em 0.8em 0;vertical-align:top}
 figure img{max-width:520px;border:1px solid #ddd}figcaption{font-size:0.9em;color:#555;max-width:520px}
+figure.wide,figure.wide img,figure.wide figcaption{max-width:100%}
 """
 
 
@@ -70,8 +72,8 @@ class Document:
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.blocks.append(Table(list(headers), [list(r) for r in rows]))
 
-    def figure(self, path: str, caption: str) -> None:
-        self.blocks.append(Figure(path, caption))
+    def figure(self, path: str, caption: str, wide: bool = False) -> None:
+        self.blocks.append(Figure(path, caption, wide))
 
     # --- renderers ----------------------------------------------------------------------------------
     def to_markdown(self) -> str:
@@ -106,7 +108,7 @@ class Document:
                 out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif isinstance(b, Figure):
                 data = base64.b64encode((base_dir / b.path).read_bytes()).decode()
-                out.append(f"<figure><img alt='{e(b.caption)}' src='data:image/png;base64,{data}'>"
+                out.append(f"<figure{' class=wide' if b.wide else ''}><img alt='{e(b.caption)}' src='data:image/png;base64,{data}'>"
                            f"<figcaption>{e(b.caption)}</figcaption></figure>")
         out.append("</body></html>")
         return "\n".join(out)

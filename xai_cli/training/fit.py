@@ -10,12 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 from omegaconf import DictConfig
+from torch import nn
 from torch.optim import Optimizer
 
 from xai_cli.data.base import ArrayDataModule
-from xai_cli.models.classifiers.base import TorchClassifier
 from xai_cli.models.classifiers.sklearn_models import SklearnClassifier
-from xai_cli.training.module import ClassifierModule
+from xai_cli.training.module import TrainingModule
 from xai_cli.training.trainer import build_trainer
 
 log = logging.getLogger("xai")
@@ -28,7 +28,7 @@ class FitResult:
 
 
 class LightningFit:
-    """Torch classifiers: Lightning with the configured optimiser and schedule.
+    """Torch models (classifiers, the β-VAE): Lightning with the configured optimiser and schedule.
 
     `min_train_images` lengthens training on small sets (digits has ~1,300 training images) so that the
     same config trains every dataset to convergence; on MNIST it never applies.
@@ -47,10 +47,10 @@ class LightningFit:
     def epochs_for(self, n_train: int) -> int:
         return max(self.max_epochs, math.ceil(self.min_train_images / max(n_train, 1)))
 
-    def fit(self, model: TorchClassifier, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int,
+    def fit(self, model: nn.Module, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int,
             label: str) -> FitResult:
         data.set_loader_seed(seed)
-        module = ClassifierModule(model, self.optimizer, self.scheduler)
+        module = TrainingModule(model, self.optimizer, self.scheduler)
         trainer = build_trainer(trainer_cfg, self.epochs_for(len(data.split("train"))), label)
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)

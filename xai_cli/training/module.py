@@ -1,4 +1,8 @@
-"""The single LightningModule that trains every torch classifier."""
+"""The single LightningModule that trains every torch model: classifiers and generators alike.
+
+The network says what it learns from (`training_loss`) and how it is judged on the validation split
+(`validation_metrics`); this module only wires those into Lightning.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,13 @@ import lightning.pytorch as L
 import torch
 from torch.optim import Optimizer
 
-from xai_cli.models.classifiers.base import TorchClassifier
+from torch import nn
 
 
-class ClassifierModule(L.LightningModule):
+class TrainingModule(L.LightningModule):
     def __init__(
         self,
-        net: TorchClassifier,
+        net: nn.Module,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
@@ -35,8 +39,8 @@ class ClassifierModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        acc = (self.net(x).argmax(-1) == y).float().mean()
-        self.log("val_acc", acc, prog_bar=True, on_epoch=True, batch_size=len(y), sync_dist=True)
+        for name, value in self.net.validation_metrics(x, y).items():
+            self.log(name, value, prog_bar=True, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.net.parameters())

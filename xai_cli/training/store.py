@@ -1,4 +1,4 @@
-"""The model store: trained models keyed by a hash of everything that determines them.
+"""The model store: trained models (classifiers, generators) keyed by a hash of everything that determines them.
 
 An entry is a folder `<name>-<key16>/` holding `model.bin` and `meta.json` (config, checksum, fit
 record). Entries are written into a temporary folder and renamed into place under a file lock, so a
@@ -22,6 +22,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from filelock import FileLock
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,11 +41,12 @@ _DATASET_IGNORED = {"data_dir", "download", "num_workers"}
 _TRAINER_KEPT = ("max_epochs", "limit_train_batches", "precision", "gradient_clip_val", "accumulate_grad_batches")
 
 
-def model_key(classifier_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictConfig, seed: int) -> str:
+def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictConfig, seed: int) -> str:
     """sha256 over the resolved configs that determine a trained model."""
     dataset = {k: v for k, v in _plain(dataset_cfg).items() if k not in _DATASET_IGNORED}
     trainer = {k: v for k, v in _plain(trainer_cfg).items() if k in _TRAINER_KEPT}
-    payload = {"format": STORE_FORMAT, "classifier": _plain(classifier_cfg), "dataset": dataset,
+    # the "classifier" key names any stored model's config (kept so existing store entries stay valid)
+    payload = {"format": STORE_FORMAT, "classifier": _plain(model_cfg), "dataset": dataset,
                "trainer": trainer, "seed": int(seed)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -64,7 +66,7 @@ def _sha256(path: Path) -> str:
 @dataclass
 class StoredModel:
     name: str
-    model: Classifier
+    model: Classifier | Any  # a classifier, or a generator such as the β-VAE
     key: str
     path: Path
     meta: dict[str, Any]
@@ -85,35 +87,35 @@ class ModelStore:
     def get(
         self,
         name: str,
-        classifier_cfg: DictConfig,
+        model_cfg: DictConfig,
         data: ArrayDataModule,
         dataset_cfg: DictConfig,
         trainer_cfg: DictConfig,
         seed: int,
     ) -> StoredModel:
         """Load the model from the store, or train it there first."""
-        key = model_key(classifier_cfg, dataset_cfg, trainer_cfg, seed)
+        key = model_key(model_cfg, dataset_cfg, trainer_cfg, seed)
         entry = self.entry_dir(name, key)
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(entry) + ".lock"):
             if entry.exists():
                 try:
-                    model, meta = self._load(entry, classifier_cfg, seed)
+                    model, meta = self._load(entry, model_cfg, seed)
                     log.info("%s: loaded from the store (%s)", name, entry.name)
                     return StoredModel(name, model, key, entry, meta, trained_now=False)
                 except CorruptEntry as exc:
                     log.warning("%s: store entry %s is corrupted (%s); retraining it", name, entry, exc)
                     shutil.rmtree(entry)
-            model, meta = self._train_into(entry, name, key, classifier_cfg, data, dataset_cfg, trainer_cfg, seed)
+            model, meta = self._train_into(entry, name, key, model_cfg, data, dataset_cfg, trainer_cfg, seed)
             return StoredModel(name, model, key, entry, meta, trained_now=True)
 
     # --- internals ----------------------------------------------------------------------------------
     @staticmethod
-    def _build(classifier_cfg: DictConfig, seed: int) -> Classifier:
+    def _build(model_cfg: DictConfig, seed: int) -> Classifier | Any:
         L.seed_everything(seed, workers=False, verbose=False)  # initial weights come from the seed
-        return instantiate(classifier_cfg.model)
+        return instantiate(model_cfg.model)
 
-    def _load(self, entry: Path, classifier_cfg: DictConfig, seed: int) -> tuple[Classifier, dict[str, Any]]:
+    def _load(self, entry: Path, model_cfg: DictConfig, seed: int) -> tuple[Classifier | Any, dict[str, Any]]:
         try:
             meta = json.loads((entry / META).read_text())
             artifact = entry / meta["artifact"]["file"]
@@ -121,7 +123,7 @@ class ModelStore:
                 raise CorruptEntry(f"{artifact.name} has {artifact.stat().st_size} bytes, expected {meta['artifact']['bytes']}")
             if _sha256(artifact) != meta["artifact"]["sha256"]:
                 raise CorruptEntry(f"{artifact.name} checksum mismatch")
-            model = self._build(classifier_cfg, seed)
+            model = self._build(model_cfg, seed)
             model.load(artifact)
         except CorruptEntry:
             raise
@@ -134,15 +136,15 @@ class ModelStore:
         entry: Path,
         name: str,
         key: str,
-        classifier_cfg: DictConfig,
+        model_cfg: DictConfig,
         data: ArrayDataModule,
         dataset_cfg: DictConfig,
         trainer_cfg: DictConfig,
         seed: int,
-    ) -> tuple[Classifier, dict[str, Any]]:
+    ) -> tuple[Classifier | Any, dict[str, Any]]:
         log.info("%s: not in the store, training it (%s)", name, entry.name)
-        model = self._build(classifier_cfg, seed)
-        fitter = instantiate(classifier_cfg.fit)
+        model = self._build(model_cfg, seed)
+        fitter = instantiate(model_cfg.fit)
         result = fitter.fit(model, data, trainer_cfg, seed, name)
         tmp = self.root / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -155,7 +157,7 @@ class ModelStore:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "xai_version": xai_cli.__version__,
                 "seed": int(seed),
-                "classifier": _plain(classifier_cfg),
+                "classifier": _plain(model_cfg),
                 "dataset": _plain(dataset_cfg),
                 "artifact": {"file": ARTIFACT, "bytes": (tmp / ARTIFACT).stat().st_size,
                              "sha256": _sha256(tmp / ARTIFACT)},
@@ -169,13 +171,20 @@ class ModelStore:
         return model, meta
 
 
+def _to_device(stored: StoredModel) -> StoredModel:
+    if isinstance(stored.model, torch.nn.Module):
+        stored.model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return stored
+
+
 def load_classifiers(cfg: DictConfig, data: ArrayDataModule) -> dict[str, StoredModel]:
     """Every classifier of `cfg.classifiers`, from the store or trained into it, on the GPU if there is one."""
     store = ModelStore(cfg.paths.model_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = {}
-    for name, classifier_cfg in cfg.classifiers.items():
-        out[name] = store.get(name, classifier_cfg, data, cfg.dataset, cfg.trainer, cfg.seed)
-        if isinstance(out[name].model, torch.nn.Module):
-            out[name].model.to(device)
-    return out
+    return {name: _to_device(store.get(name, model_cfg, data, cfg.dataset, cfg.trainer, cfg.seed))
+            for name, model_cfg in cfg.classifiers.items()}
+
+
+def load_generator(cfg: DictConfig, data: ArrayDataModule) -> StoredModel:
+    """The generator of `cfg.generator` (its name is the config's option, e.g. beta_vae), as above."""
+    name = HydraConfig.get().runtime.choices.get("generator", "generator") if HydraConfig.initialized() else "generator"
+    return _to_device(ModelStore(cfg.paths.model_dir).get(name, cfg.generator, data, cfg.dataset, cfg.trainer, cfg.seed))

@@ -39,14 +39,10 @@ class EpochLines(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs after the epoch's validation, once the epoch-mean loss exists
         m = trainer.callback_metrics
-        loss = m.get("loss_epoch")
-        acc = m.get("val_acc")
-        log.info(
-            "%s epoch %d/%d  loss %s  val_acc %s  (%.1f s)",
-            self.label, trainer.current_epoch + 1, trainer.max_epochs,
-            f"{float(loss):.4f}" if loss is not None else "-", f"{float(acc):.4f}" if acc is not None else "-",
-            time.perf_counter() - self._start,
-        )
+        shown = {"loss": m.get("loss_epoch"), **{k: v for k, v in m.items() if k.startswith("val_")}}
+        values = "  ".join(f"{k} {float(v):.4f}" for k, v in shown.items() if v is not None)
+        log.info("%s epoch %d/%d  %s  (%.1f s)", self.label, trainer.current_epoch + 1, trainer.max_epochs,
+                 values, time.perf_counter() - self._start)
 
 
 def build_trainer(trainer_cfg: DictConfig, max_epochs: int, label: str, **overrides: Any) -> L.Trainer:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai_cli.models.base import StorableModule
+
 
 @runtime_checkable
 class Classifier(Protocol):
@@ -24,11 +26,14 @@ class Classifier(Protocol):
     def load(self, path: Path) -> None: ...
 
 
-class TorchClassifier(nn.Module):
+class TorchClassifier(StorableModule):
     """`forward` returns logits; `predict_proba` batches inputs through the model without gradients."""
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self(x), y)
+
+    def validation_metrics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"val_acc": (self(x).argmax(-1) == y).float().mean()}
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor | np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -40,14 +45,6 @@ class TorchClassifier(nn.Module):
         self.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def save(self, path: Path) -> None:
-        torch.save(self.state_dict(), path)
-
-    def load(self, path: Path) -> None:
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def flat_features(features: nn.Module, input_shape: Sequence[int]) -> int:

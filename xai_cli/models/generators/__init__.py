@@ -1,0 +1,1 @@
+"""Generators: models of the images themselves (the β-VAE behind `discrepancy` and `counterfactual`)."""

@@ -27,7 +27,7 @@ def test_discrepancy_end_to_end_on_digits(tmp_path: Path) -> None:
     assert set(m["models"]) == {"cnn", "svm_rbf"} and 0 <= m["models"]["cnn"]["accuracy"]["test"] <= 1
     assert 0 <= m["disagreement_rate"] <= 1 and set(m["disagreement_by_class"]) == {str(c) for c in range(10)}
     assert Path(m["vae"]["checkpoint"]).is_dir() and m["vae"]["recon_error"] > 0
-    assert 0 < m["n_segments"] <= 120 and m["n_segments_with_discrepancy"] <= m["n_segments"]
+    assert 0 < m["n_segments"] <= (40 + 25) * 3 and m["n_segments_with_discrepancy"] <= m["n_segments"]
     assert m["model_queries"] == 1 + m["bisection_rounds"] if m["n_areas"] else m["model_queries"] == 1
     bc = m["border_check"]
     assert bc["inside_ok"] == bc["inside"] == 2 * m["n_areas"] and bc["outside_ok"] == bc["outside"]
@@ -43,7 +43,11 @@ def test_discrepancy_end_to_end_on_digits(tmp_path: Path) -> None:
     assert report.index("Test image #7") < report.index("## Models")  # the explained image leads
     assert (run / "report.html").read_text().count("data:image/png;base64,") == sum(
         (run / "figures").joinpath(p).is_file() for p in ["area_lengths.png", "class_pairs.png"]) + len(
-        m["figures"]["segments"]) + len(m["figures"]["explained"])
+        m["figures"]["segments"]) + len(m["figures"]["explained"]) + 1  # + the explained image
+    (run / "report.md").unlink()
+    rerendered = run_xai("report", str(run), root=tmp_path)
+    assert rerendered.returncode == 0, rerendered.stderr
+    assert (run / "report.md").read_text() == report
 
 
 def test_input_space_dig_on_moons_finds_areas_only_where_the_models_differ(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from xai_cli.dig.search import Areas, search, summary
 from xai_cli.dig.segments import choose_anchors, counterfactual_segments
 from xai_cli.dig.space import interpolate
 from xai_cli.errors import UserError
-from xai_cli.report.dig_figures import area_lengths, plane_figure, segment_strip
+from xai_cli.report.dig_figures import area_lengths, image_row, plane_figure, segment_strip
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
 from xai_cli.report.writer import RunReport, atomic_write
@@ -36,6 +36,28 @@ from xai_cli.training.store import load_classifiers
 log = logging.getLogger("xai")
 
 INTERVALS = "intervals"
+
+
+def build_segments(cfg: DictConfig, data: ArrayDataModule, pool: ModelPool) -> tuple[Any, Any, torch.Tensor,
+                                                                                     np.ndarray, np.ndarray]:
+    """The search's inputs: the space (and what it reports), the training codes, anchors and segments."""
+    s = cfg.discrepancy
+    train = data.split("train")
+    space = instantiate(s.spaces[s.space])
+    vae = space.prepare(cfg, data)
+    codes = space.encode(train.x)
+    train_probs = np.stack([np.asarray(m.predict_proba(train.x)) for m in pool.models.values()])
+    train_preds = train_probs.argmax(2)
+    anchors = choose_anchors(train_preds, train_probs.max(2).min(0), int(s.anchors), str(s.anchor_choice),
+                             int(cfg.seed))
+    if s.explain_index is not None:
+        # DIG explains one input by the areas around it: start segments from its nearest training instances too
+        z = space.encode(data.split("test").x[int(s.explain_index)][None])
+        near = torch.cdist(z, codes)[0].argsort()[: int(s.explain_anchors)].numpy()
+        anchors = np.union1d(anchors, near)
+    pairs = counterfactual_segments(codes, train_preds, anchors, int(s.neighbours))
+    log.info("%d anchors, %d counterfactual segments in the %s space", len(anchors), len(pairs), space.name)
+    return space, vae, codes, anchors, pairs
 
 
 class DiscrepancyRunner:
@@ -57,15 +79,7 @@ class DiscrepancyRunner:
         for name, sm in stored.items():
             models["models"][name]["from_store"] = not sm.trained_now
 
-        space = instantiate(s.spaces[s.space])
-        vae = space.prepare(cfg, data)
-        codes = space.encode(train.x)
-        train_probs = np.stack([np.asarray(m.predict_proba(train.x)) for m in pool.models.values()])
-        train_preds = train_probs.argmax(2)
-        anchors = choose_anchors(train_preds, train_probs.max(2).min(0), int(s.anchors), str(s.anchor_choice),
-                                 int(cfg.seed))
-        pairs = counterfactual_segments(codes, train_preds, anchors, int(s.neighbours))
-        log.info("%d anchors, %d counterfactual segments in the %s space", len(anchors), len(pairs), space.name)
+        space, vae, codes, anchors, pairs = build_segments(cfg, data, pool)
 
         pool.calls = pool.points = 0
         start = time.perf_counter()
@@ -87,6 +101,13 @@ class DiscrepancyRunner:
         explained = _explain_one(space, pool, test, areas, pairs, int(s.explain_index), int(s.n_nearest)) \
             if s.explain_index is not None else None
         if explained is not None:
+            x = test.x[explained["index"]][None]
+            shown, captions = [x], ["the image"]
+            if space.name == "latent":
+                shown, captions = [x, space.decode(space.encode(x))], ["the image", "its reconstruction"]
+            if len(data.input_shape) == 3:
+                figures["explained_image"] = report.save_figure(
+                    image_row(torch.cat(shown), captions, f"test #{explained['index']}"), "explained_image")
             figures["explained"] = [self._strip(report, s, space, pool, data, codes, pairs, areas, seg,
                                                 f"explain_{k}") for k, seg in enumerate(explained["segments"])]
 
@@ -186,6 +207,8 @@ class DiscrepancyRunner:
             doc.table(["area", "segment", "t start", "t end", "distance", "predictions inside"],
                       [[a["area"], a["segment"], a["t_start"], a["t_end"], a["distance"],
                         ", ".join(f"{m} {p}" for m, p in a["predictions_inside"].items())] for a in explained["nearest"]])
+            if metrics["figures"].get("explained_image"):
+                doc.figure(metrics["figures"]["explained_image"], f"Test image #{explained['index']}.")
             for fig in metrics["figures"].get("explained", []):
                 doc.figure(fig["path"], "Red frames: the models disagree.", wide=True)
         doc.heading("Models")
@@ -319,10 +342,12 @@ def _class_pairs(areas: Areas, num_classes: int) -> np.ndarray:
 
 
 def _segments_to_show(areas: Areas, n: int) -> list[int]:
-    """Segments whose areas lie inside them (the models agree at both ends), one per class pair first,
-    longest first: the figure a reader needs, an agreed input morphing through disagreement into another."""
-    interior = np.isfinite(areas.t_start_out) & np.isfinite(areas.t_end_out)
-    order = np.lexsort((-(areas.t_end - areas.t_start), ~interior))
+    """Segments on which the models agree at both ends, one per class pair first, longest area first: the
+    figure a reader needs, an agreed input morphing through disagreement into another agreed input."""
+    open_ends = ~(np.isfinite(areas.t_start_out) & np.isfinite(areas.t_end_out))
+    touches_end = np.zeros(int(areas.segment.max()) + 1 if len(areas) else 0, dtype=bool)
+    np.logical_or.at(touches_end, areas.segment, open_ends)
+    order = np.lexsort((-(areas.t_end - areas.t_start), touches_end[areas.segment]))
     seen_pairs: set[tuple[int, ...]] = set()
     first, rest = [], []
     for k in order:

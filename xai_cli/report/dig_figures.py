@@ -43,6 +43,16 @@ def segment_strip(images: torch.Tensor, t: Sequence[float], inside: np.ndarray, 
     return fig
 
 
+def image_row(images: torch.Tensor, captions: Sequence[str], title: str) -> Figure:
+    fig, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images) + 0.4, 1.9), squeeze=False)
+    for ax, image, caption in zip(axes[0], images, captions):
+        _image(ax, image)
+        ax.set_xlabel(caption, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def plane_figure(grid_x: np.ndarray, grid_y: np.ndarray, grid_disagrees: np.ndarray, points: np.ndarray,
                  labels: np.ndarray, ends: np.ndarray, area_ends: np.ndarray, title: str) -> Figure:
     """2-D inputs: where the pool disagrees (shaded), the data, the segments searched (grey) and the

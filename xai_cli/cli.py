@@ -28,6 +28,8 @@ COMMANDS = {
     "sanity and speed.",
     "discrepancy": "DIG-CV: find and show where models of similar accuracy disagree, searched in a β-VAE's "
     "latent space (or on raw features).",
+    "consistency": "Agree to Disagree: do copies of one architecture, differing only in training randomness, "
+    "explain the same images alike?",
 }
 
 OVERRIDES_HELP = (

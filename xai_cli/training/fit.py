@@ -6,9 +6,10 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
@@ -19,6 +20,27 @@ from xai_cli.training.module import TrainingModule
 from xai_cli.training.trainer import build_trainer
 
 log = logging.getLogger("xai")
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """The three sources of training randomness, each with its own seed so that one can vary alone.
+
+    `init`: initial weights; `order`: the order (and, for subset-trained models, the choice) of the
+    training examples; `dropout`: the random stream dropout masks are drawn from. A fit config without
+    `seeds` uses the run's seed for init and order and draws dropout from wherever initialisation left
+    the generator (so existing models keep their weights); with `seeds`, each source is pinned.
+    """
+
+    init: int
+    order: int
+    dropout: int | None
+
+    @classmethod
+    def of(cls, seeds: Mapping[str, int] | None, seed: int) -> "Seeds":
+        if not seeds:
+            return cls(int(seed), int(seed), None)
+        return cls(int(seeds.get("init", seed)), int(seeds.get("order", seed)), int(seeds.get("dropout", seed)))
 
 
 @dataclass
@@ -40,18 +62,23 @@ class LightningFit:
         scheduler: Callable[..., Any] | None = None,
         max_epochs: int = 3,
         min_train_images: int = 0,
+        seeds: Mapping[str, int] | None = None,
     ) -> None:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.max_epochs, self.min_train_images = max_epochs, min_train_images
+        self.seeds = seeds
 
     def epochs_for(self, n_train: int) -> int:
         return max(self.max_epochs, math.ceil(self.min_train_images / max(n_train, 1)))
 
     def fit(self, model: nn.Module, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int,
             label: str) -> FitResult:
-        data.set_loader_seed(seed)
+        seeds = Seeds.of(self.seeds, seed)
+        data.set_loader_seed(seeds.order)
         module = TrainingModule(model, self.optimizer, self.scheduler)
         trainer = build_trainer(trainer_cfg, self.epochs_for(len(data.split("train"))), label)
+        if seeds.dropout is not None:
+            torch.manual_seed(seeds.dropout)  # the loader has its own generator: only dropout draws from this one
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
         elapsed = time.perf_counter() - start
@@ -62,17 +89,22 @@ class LightningFit:
 class SklearnFit:
     """scikit-learn models: one `fit` on (a seeded random subset of) the flattened training images."""
 
-    def __init__(self, max_train_samples: int | None = None) -> None:
+    def __init__(self, max_train_samples: int | None = None, seeds: Mapping[str, int] | None = None) -> None:
         self.max_train_samples = max_train_samples
+        self.seeds = seeds
 
     def fit(self, model: SklearnClassifier, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int,
             label: str) -> FitResult:
+        seeds = Seeds.of(self.seeds, seed)
         split = data.split("train")
         x, y = split.x.numpy(), split.y.numpy()
         if self.max_train_samples and len(y) > self.max_train_samples:
-            idx = np.sort(np.random.default_rng(seed).choice(len(y), self.max_train_samples, replace=False))
+            idx = np.sort(np.random.default_rng(seeds.order).choice(len(y), self.max_train_samples, replace=False))
             x, y = x[idx], y[idx]
-        model.set_seed(seed)
+        if self.seeds:  # pinned seeds: the order seed also permutes the examples (as data order does for nets)
+            perm = np.random.default_rng(seeds.order).permutation(len(y))
+            x, y = x[perm], y[perm]
+        model.set_seed(seeds.init)
         log.info("%s: fitting on %d training images", label, len(y))
         start = time.perf_counter()
         model.fit(x, y)

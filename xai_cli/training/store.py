@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 import xai_cli
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.models.classifiers.base import Classifier
+from xai_cli.training.fit import Seeds
 
 log = logging.getLogger("xai")
 
@@ -112,7 +113,8 @@ class ModelStore:
     # --- internals ----------------------------------------------------------------------------------
     @staticmethod
     def _build(model_cfg: DictConfig, seed: int) -> Classifier | Any:
-        L.seed_everything(seed, workers=False, verbose=False)  # initial weights come from the seed
+        init_seed = Seeds.of(model_cfg.fit.get("seeds"), seed).init
+        L.seed_everything(init_seed, workers=False, verbose=False)  # initial weights come from the (init) seed
         return instantiate(model_cfg.model)
 
     def _load(self, entry: Path, model_cfg: DictConfig, seed: int) -> tuple[Classifier | Any, dict[str, Any]]:

@@ -1,0 +1,47 @@
+"""`xai consistency` end to end through the real executable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST, load_json, only_run_dir, run_xai
+
+pytestmark = pytest.mark.slow
+
+ROW_KEYS = {"architecture", "explainer", "alpha", "C", "C_by_perturbation", "accuracy_mean", "accuracy_std",
+            "accuracy_by_copy"}
+
+
+def test_consistency_end_to_end_on_digits(tmp_path: Path) -> None:
+    result = run_xai("consistency", *FAST, "classifiers=[mlp,svm_rbf]", "explainers=[integrated_gradients]",
+                     "consistency.n_per_class=6", "consistency.model_agnostic_explainer.n_samples=100",
+                     root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = only_run_dir(tmp_path, "consistency")
+    m = load_json(run / "metrics.json")
+    assert m["command"] == "consistency" and m["perturbations"] == ["seed", "shuffle", "dropout"]
+    rows = {r["architecture"]: r for r in m["table"]}
+    assert set(rows) == {"mlp", "svm_rbf"} and all(set(r) == ROW_KEYS for r in m["table"])
+    mlp, svm = rows["mlp"], rows["svm_rbf"]
+    assert mlp["explainer"] == "integrated_gradients" and svm["explainer"] == "kernel_shap"  # SVM: model-agnostic
+    # 3 copies per perturbation -> 3 pairs each; the SVM has no dropout
+    assert mlp["alpha"] == 9 and svm["alpha"] == 6 and svm["C_by_perturbation"]["dropout"] is None
+    assert len(mlp["accuracy_by_copy"]) == 7 and len(svm["accuracy_by_copy"]) == 5
+    for row in m["table"]:
+        assert 0 <= row["C"] <= 1 and all(c is None or 0 <= c <= 1 for c in row["C_by_perturbation"].values())
+    assert len(m["pairs"]) == 15 and set(m["pairs"][0]) == {"architecture", "explainer", "perturbation", "a", "b",
+                                                              "S", "jsd", "ks", "wilcoxon"}
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4  # S heat map and copies' maps, per architecture
+    # a rerun takes every copy from the store
+    again = run_xai("consistency", *FAST, "classifiers=[mlp]", "explainers=[integrated_gradients]",
+                    "consistency.n_per_class=6", "consistency.perturbation=dropout", root=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "training it" not in again.stderr + again.stdout
+
+
+def test_bad_perturbation_fails_in_one_line(tmp_path: Path) -> None:
+    bad = run_xai("consistency", *FAST, "consistency.perturbation=init", root=tmp_path)
+    assert bad.returncode != 0 and "seed, shuffle, dropout, all" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,236 @@
+"""`xai consistency` (Agree to Disagree): do copies of one architecture, differing only in training
+randomness, explain the same images alike?
+
+Pipeline: plan the copies (one source of randomness varied at a time) → train or load each from the model
+store → explain the same test images for their true class with every copy → per pair of copies, how well
+a logistic regression tells their explanations apart (S) and the statistical distances → consistency
+C = 1 − mean S per perturbation and overall → table, S heat maps, the copies' maps side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from xai_cli.data.base import ArrayDataModule, Split
+from xai_cli.errors import UserError
+from xai_cli.explainers.base import Explainer, NotApplicable
+from xai_cli.metrics.agreement import (consistency, distinguishability, jensen_shannon, kolmogorov_smirnov,
+                                       wilcoxon_statistic)
+from xai_cli.report.attribution_figures import attribution_grid
+from xai_cli.report.document import Document
+from xai_cli.report.figures import heatmap
+from xai_cli.report.writer import RunReport
+from xai_cli.training.store import ModelStore
+from xai_cli.utils.progress import track
+
+log = logging.getLogger("xai")
+
+# Which training seeds each perturbation varies (xai_cli.training.fit.Seeds); the others stay at the run seed.
+PERTURBATIONS: dict[str, tuple[str, ...]] = {"seed": ("init", "order", "dropout"), "shuffle": ("order",),
+                                             "dropout": ("dropout",)}
+BASE = "base"
+
+
+def plan_copies(perturbations: list[str], copies: int, seed: int) -> dict[str, dict[str, int]]:
+    """Copy label -> pinned seeds. The base copy (every seed = the run seed) is shared by all perturbations;
+    copy r of perturbation p moves p's seeds to seed + r."""
+    base = {"init": seed, "order": seed, "dropout": seed}
+    plan = {BASE: base}
+    for p in perturbations:
+        for r in range(1, copies):
+            plan[f"{p}-{r}"] = {**base, **{k: seed + r for k in PERTURBATIONS[p]}}
+    return plan
+
+
+def copies_of(perturbation: str, copies: int) -> list[str]:
+    return [BASE] + [f"{perturbation}-{r}" for r in range(1, copies)]
+
+
+def applicable(perturbation: str, model_cfg: DictConfig) -> bool:
+    """Dropout masks only vary in models that have dropout (not an SVM, not a ResNet)."""
+    if perturbation != "dropout":
+        return True
+    model = instantiate(model_cfg.model)
+    return isinstance(model, nn.Module) and any(isinstance(m, nn.Dropout) for m in model.modules())
+
+
+def _images(test: Split, n_per_class: int, num_classes: int) -> np.ndarray:
+    """The first n test images of every class, in test order."""
+    y = test.y.numpy()
+    return np.sort(np.concatenate([np.flatnonzero(y == c)[:n_per_class] for c in range(num_classes)]))
+
+
+class ConsistencyRunner:
+    def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
+        s = cfg.consistency
+        names = list(PERTURBATIONS) if s.perturbation == "all" else [str(s.perturbation)]
+        if any(p not in PERTURBATIONS for p in names):
+            raise UserError(f"consistency.perturbation={s.perturbation}: choose one of "
+                            f"{', '.join([*PERTURBATIONS, 'all'])}")
+        if int(s.copies) < 2:
+            raise UserError("consistency.copies must be at least 2: a pair is needed to compare")
+        if not cfg.explainers:
+            raise UserError("no explainers selected: e.g. explainers=[gradient_shap]")
+        data: ArrayDataModule = instantiate(cfg.dataset)
+        data.setup()
+        test, train = data.split("test"), data.split("train")
+        idx = _images(test, int(s.n_per_class), data.num_classes)
+        x, y = test.x[idx], test.y[idx]
+        rng = np.random.default_rng(int(cfg.seed))
+        background = train.x[np.sort(rng.choice(len(train), min(int(s.background_size), len(train)), replace=False))]
+        store = ModelStore(cfg.paths.model_dir)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+        table, pairs, figures = [], [], {}
+        for arch, arch_cfg in cfg.classifiers.items():
+            plain = OmegaConf.create(OmegaConf.to_container(arch_cfg, resolve=True))
+            perturbations = [p for p in names if applicable(p, plain)]
+            plan = plan_copies(perturbations, int(s.copies), int(cfg.seed))
+            models, accuracy = {}, {}
+            for label, seeds in track(plan.items(), f"{arch}: copies", total=len(plan)):
+                copy_cfg = OmegaConf.merge(plain, {"fit": {"seeds": seeds}})
+                model = store.get(arch, copy_cfg, data, cfg.dataset, cfg.trainer, int(cfg.seed)).model
+                if isinstance(model, nn.Module):
+                    model.to(device).eval()
+                models[label] = model
+                accuracy[label] = float((model.predict_proba(test.x).argmax(1) == test.y.numpy()).mean())
+            for explainer_name, explainer in self._explainers(cfg, models[BASE]).items():
+                explainer.set_background(background)
+                maps = {}
+                for label, model in track(models.items(), f"{arch}: {explainer_name} on each copy", total=len(models)):
+                    torch.manual_seed(int(s.explain_seed))  # the same sampling for every copy: differences are the model's
+                    maps[label] = explainer.explain(model, x, y).numpy()
+                row, arch_pairs, matrix = self._compare(arch, explainer_name, maps, y.numpy(), names, perturbations,
+                                                        accuracy, int(s.copies), float(s.test_size), int(cfg.seed))
+                table.append(row)
+                pairs += arch_pairs
+                key = f"{arch}_{explainer_name}"
+                labels = list(maps)
+                figures[key] = {
+                    "S": report.save_figure(heatmap(matrix, labels, labels, f"{arch} / {explainer_name}: S(a, b)",
+                                                    value_format="{:.2f}", cmap="magma_r"), f"S_{key}"),
+                    "maps": report.save_figure(self._copies_figure(x, y, maps, int(s.figure_images),
+                                                                   f"{arch} / {explainer_name}: the same images, "
+                                                                   "explained by each copy"), f"copies_{key}"),
+                }
+                log.info("%s / %s: C = %.3f over %d pairs", arch, explainer_name, row["C"], row["alpha"])
+
+        metrics = {
+            "command": "consistency",
+            "dataset": data.summary(),
+            "seed": int(cfg.seed),
+            "perturbations": names,
+            "copies": int(s.copies),
+            "n_images": int(len(idx)),
+            "n_per_class": int(s.n_per_class),
+            "test_size": float(s.test_size),
+            "table": table,
+            "pairs": pairs,
+            "figures": figures,
+        }
+        report.write(metrics, self.render(metrics, report.run_dir))
+        return metrics
+
+    @staticmethod
+    def _explainers(cfg: DictConfig, model: Any) -> dict[str, Explainer]:
+        """The chosen explainers that can explain this model; the model-agnostic one if none can."""
+        out = {}
+        for name, e in cfg.explainers.items():
+            explainer = instantiate(e)
+            try:
+                explainer.check(model)
+                out[name] = explainer
+            except NotApplicable:
+                continue
+        if not out:
+            fallback = cfg.consistency.model_agnostic_explainer
+            choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+            name = choices.get("explainer@consistency.model_agnostic_explainer", "model_agnostic")
+            out[name] = instantiate(fallback)
+        return out
+
+    @staticmethod
+    def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarray, names: list[str],
+                 perturbations: list[str], accuracy: dict[str, float], copies: int, test_size: float,
+                 seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+        labels = list(maps)
+        matrix = np.zeros((len(labels), len(labels)))
+        for i, j in combinations(range(len(labels)), 2):
+            matrix[i, j] = matrix[j, i] = distinguishability(maps[labels[i]], maps[labels[j]], y, test_size, seed)
+        for i, label in enumerate(labels):  # S(a, a), computed like any other pair: 0 when the method is sound
+            matrix[i, i] = distinguishability(maps[label], maps[label], y, test_size, seed)
+
+        pairs, by_perturbation = [], {}
+        for p in perturbations:
+            scores = []
+            for a, b in combinations(copies_of(p, copies), 2):
+                score = float(matrix[labels.index(a), labels.index(b)])
+                scores.append(score)
+                pairs.append({"architecture": arch, "explainer": explainer, "perturbation": p, "a": a, "b": b,
+                              "S": score, "jsd": jensen_shannon(maps[a], maps[b]),
+                              "ks": kolmogorov_smirnov(maps[a], maps[b]),
+                              "wilcoxon": wilcoxon_statistic(maps[a], maps[b])})
+            by_perturbation[p] = consistency(scores)
+        accuracies = list(accuracy.values())
+        row = {
+            "architecture": arch,
+            "explainer": explainer,
+            "alpha": len(pairs),
+            "C": consistency([q["S"] for q in pairs]),
+            "C_by_perturbation": {p: by_perturbation.get(p) for p in names},  # None: n/a for this model
+            "accuracy_mean": float(np.mean(accuracies)),
+            "accuracy_std": float(np.std(accuracies)),
+            "accuracy_by_copy": accuracy,
+        }
+        return row, pairs, matrix
+
+    @staticmethod
+    def _copies_figure(x: torch.Tensor, y: torch.Tensor, maps: dict[str, np.ndarray], n: int, title: str) -> Any:
+        # one image per class first, so the figure shows different digits
+        _, first = np.unique(y.numpy(), return_index=True)
+        rows = np.sort(first)[:n]
+        return attribution_grid(x[rows], {k: torch.from_numpy(v[rows]) for k, v in maps.items()},
+                                [f"y={int(y[r])}" for r in rows], title)
+
+    @staticmethod
+    def render(metrics: dict[str, Any], run_dir: Path) -> Document:
+        ds = metrics["dataset"]
+        doc = Document(f"xai consistency — {ds['name']}")
+        doc.paragraph(f"Copies of each architecture differ in one source of training randomness at a time "
+                      f"({', '.join(metrics['perturbations'])}; {metrics['copies']} copies each, the base copy "
+                      f"shared). Each copy explains the same {metrics['n_images']} test images "
+                      f"({metrics['n_per_class']} per class) for their true class. For a pair of copies, a "
+                      "logistic regression learns to tell their explanations apart, per class, on "
+                      f"{1 - metrics['test_size']:.0%} of the images and is tested on the rest: S = 2·|accuracy − "
+                      "0.5| (0: indistinguishable, 1: always told apart). Consistency C = 1 − mean S over the α "
+                      "compared pairs.")
+        perturbations = metrics["perturbations"]
+        doc.table(["architecture", "explainer", "α", "C", *[f"C ({p})" for p in perturbations], "accuracy"],
+                  [[r["architecture"], r["explainer"], r["alpha"], r["C"],
+                    *["n/a" if r["C_by_perturbation"][p] is None else r["C_by_perturbation"][p] for p in perturbations],
+                    f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %"] for r in metrics["table"]])
+        doc.paragraph("n/a: the perturbation does not apply (no dropout in the model, e.g. an SVM or a ResNet). "
+                      "With few test images per class, S between models whose explanations differ only by chance "
+                      "is not exactly 0: raise consistency.n_per_class for a lower noise floor.")
+        doc.heading("Pairs")
+        doc.paragraph("Beside S, the slides' alternative distinguishers, each averaged over images: Jensen–Shannon "
+                      "distance between the normalised |attribution| distributions, the Kolmogorov–Smirnov statistic "
+                      "and the Wilcoxon signed-rank statistic of the paired pixel values (all 0 for identical maps).")
+        doc.table(["architecture", "explainer", "perturbation", "a", "b", "S", "JSD", "KS", "Wilcoxon"],
+                  [[q["architecture"], q["explainer"], q["perturbation"], q["a"], q["b"], q["S"], q["jsd"], q["ks"],
+                    q["wilcoxon"]] for q in metrics["pairs"]])
+        for key, fig in metrics["figures"].items():
+            doc.heading(key.replace("_", " / ", 1))
+            doc.figure(fig["S"], "S for every pair of copies (the diagonal computed too: a copy against itself).")
+            doc.figure(fig["maps"], "Each column one copy; red: evidence for the true class, blue: against.")
+        return doc

@@ -117,6 +117,7 @@ class ConsistencyRunner:
                 key = f"{arch}_{explainer_name}"
                 labels = list(maps)
                 figures[key] = {
+                    "architecture": arch, "explainer": explainer_name,
                     "S": report.save_figure(heatmap(matrix, labels, labels, f"{arch} / {explainer_name}: S(a, b)",
                                                     value_format="{:.2f}", cmap="magma_r"), f"S_{key}"),
                     "maps": report.save_figure(self._copies_figure(x, y, maps, int(s.figure_images),
@@ -230,8 +231,8 @@ class ConsistencyRunner:
         doc.table(["architecture", "explainer", "perturbation", "a", "b", "S", "JSD", "KS", "Wilcoxon"],
                   [[q["architecture"], q["explainer"], q["perturbation"], q["a"], q["b"], q["S"], q["jsd"], q["ks"],
                     q["wilcoxon"]] for q in metrics["pairs"]])
-        for key, fig in metrics["figures"].items():
-            doc.heading(key.replace("_", " / ", 1))
+        for fig in metrics["figures"].values():
+            doc.heading(f"{fig['architecture']} / {fig['explainer']}")
             doc.figure(fig["S"], "S for every pair of copies (the diagonal computed too: a copy against itself).")
             doc.figure(fig["maps"], "Each column one copy; red: evidence for the true class, blue: against.")
         return doc

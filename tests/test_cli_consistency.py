@@ -39,7 +39,15 @@ def test_consistency_end_to_end_on_digits(tmp_path: Path) -> None:
     again = run_xai("consistency", *FAST, "classifiers=[mlp]", "explainers=[integrated_gradients]",
                     "consistency.n_per_class=6", "consistency.perturbation=dropout", root=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "training it" not in again.stderr + again.stdout
+    assert "training it" not in again.stderr + again.stdout and "loaded from the store" in again.stderr
+
+
+def test_a_perturbation_that_applies_to_no_model_skips_it_without_training(tmp_path: Path) -> None:
+    result = run_xai("consistency", *FAST, "classifiers=[small_cnn]", "consistency.perturbation=dropout", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    m = load_json(only_run_dir(tmp_path, "consistency") / "metrics.json")
+    assert m["table"] == [] and "no dropout" in m["skipped"]["small_cnn"]
+    assert "training it" not in result.stderr and "Logging error" not in result.stderr
 
 
 def test_bad_perturbation_fails_in_one_line(tmp_path: Path) -> None:

@@ -81,3 +81,13 @@ def test_same_seed_same_weights_different_seed_different_weights(tmp_path: Path)
     x = data.split("test").x
     assert np.array_equal(a.model.predict_proba(x), b.model.predict_proba(x))
     assert not np.allclose(a.model.predict_proba(x), c.model.predict_proba(x))
+
+
+def test_a_model_loaded_from_the_store_is_in_eval_mode_like_a_freshly_trained_one(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["classifiers=[mlp]", *FAST, f"paths.model_dir={tmp_path}"])
+    data = instantiate(cfg.dataset)
+    store = ModelStore(tmp_path)
+    fresh = store.get("mlp", cfg.classifiers.mlp, data, cfg.dataset, cfg.trainer, cfg.seed)
+    loaded = store.get("mlp", cfg.classifiers.mlp, data, cfg.dataset, cfg.trainer, cfg.seed)
+    assert fresh.trained_now and not loaded.trained_now
+    assert not fresh.model.training and not loaded.model.training

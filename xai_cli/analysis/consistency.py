@@ -30,7 +30,7 @@ from xai_cli.report.attribution_figures import attribution_grid
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
 from xai_cli.report.writer import RunReport
-from xai_cli.training.store import ModelStore
+from xai_cli.training.store import ModelStore, to_device
 from xai_cli.utils.progress import track
 
 log = logging.getLogger("xai")
@@ -89,19 +89,21 @@ class ConsistencyRunner:
         rng = np.random.default_rng(int(cfg.seed))
         background = train.x[np.sort(rng.choice(len(train), min(int(s.background_size), len(train)), replace=False))]
         store = ModelStore(cfg.paths.model_dir)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
         table, pairs, figures = [], [], {}
+        skipped: dict[str, str] = {}
         for arch, arch_cfg in cfg.classifiers.items():
             plain = OmegaConf.create(OmegaConf.to_container(arch_cfg, resolve=True))
             perturbations = [p for p in names if applicable(p, plain)]
+            if not perturbations:  # e.g. dropout on a model without dropout: nothing to compare, nothing to train
+                skipped[arch] = f"{', '.join(names)} does not apply (the model has no dropout)"
+                log.warning("%s: skipped, %s", arch, skipped[arch])
+                continue
             plan = plan_copies(perturbations, int(s.copies), int(cfg.seed))
             models, accuracy = {}, {}
             for label, seeds in track(plan.items(), f"{arch}: copies", total=len(plan)):
                 copy_cfg = OmegaConf.merge(plain, {"fit": {"seeds": seeds}})
-                model = store.get(arch, copy_cfg, data, cfg.dataset, cfg.trainer, int(cfg.seed)).model
-                if isinstance(model, nn.Module):
-                    model.to(device).eval()
+                model = to_device(store.get(arch, copy_cfg, data, cfg.dataset, cfg.trainer, int(cfg.seed))).model
                 models[label] = model
                 accuracy[label] = float((model.predict_proba(test.x).argmax(1) == test.y.numpy()).mean())
             for explainer_name, explainer in self._explainers(cfg, models[BASE]).items():
@@ -136,6 +138,7 @@ class ConsistencyRunner:
             "n_per_class": int(s.n_per_class),
             "test_size": float(s.test_size),
             "table": table,
+            "skipped": skipped,
             "pairs": pairs,
             "figures": figures,
         }
@@ -220,6 +223,8 @@ class ConsistencyRunner:
                   [[r["architecture"], r["explainer"], r["alpha"], r["C"],
                     *["n/a" if r["C_by_perturbation"][p] is None else r["C_by_perturbation"][p] for p in perturbations],
                     f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %"] for r in metrics["table"]])
+        for arch, reason in metrics.get("skipped", {}).items():
+            doc.paragraph(f"{arch}: not compared — {reason}.")
         doc.paragraph("n/a: the perturbation does not apply (no dropout in the model, e.g. an SVM or a ResNet). "
                       "S has a noise floor: maps that differ by chance alone (independent noise) score about 0.21 "
                       "on average with 30 images per class, 0.12 with 100; raise consistency.n_per_class to "

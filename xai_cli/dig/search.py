@@ -52,11 +52,6 @@ class Areas:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    @staticmethod
-    def concatenate(parts: list["Areas"], segment_offsets: list[int]) -> "Areas":
-        out = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Areas)}
-        out["segment"] = np.concatenate([p.segment + o for p, o in zip(parts, segment_offsets)])
-        return Areas(**out)
 
 
 @dataclass

@@ -11,9 +11,8 @@ from typing import Any, Callable
 
 import lightning.pytorch as L
 import torch
-from torch.optim import Optimizer
-
 from torch import nn
+from torch.optim import Optimizer
 
 
 class TrainingModule(L.LightningModule):

@@ -127,6 +127,8 @@ class ModelStore:
                 raise CorruptEntry(f"{artifact.name} checksum mismatch")
             model = self._build(model_cfg, seed)
             model.load(artifact)
+            if isinstance(model, torch.nn.Module):
+                model.eval()  # as a freshly trained one is handed out: no dropout in what analyses compute
         except CorruptEntry:
             raise
         except Exception as exc:  # missing/garbled meta, unreadable weights, wrong shapes
@@ -173,7 +175,8 @@ class ModelStore:
         return model, meta
 
 
-def _to_device(stored: StoredModel) -> StoredModel:
+def to_device(stored: StoredModel) -> StoredModel:
+    """Move a stored torch model to the GPU if there is one (scikit-learn models stay where they are)."""
     if isinstance(stored.model, torch.nn.Module):
         stored.model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     return stored
@@ -182,11 +185,11 @@ def _to_device(stored: StoredModel) -> StoredModel:
 def load_classifiers(cfg: DictConfig, data: ArrayDataModule) -> dict[str, StoredModel]:
     """Every classifier of `cfg.classifiers`, from the store or trained into it, on the GPU if there is one."""
     store = ModelStore(cfg.paths.model_dir)
-    return {name: _to_device(store.get(name, model_cfg, data, cfg.dataset, cfg.trainer, cfg.seed))
+    return {name: to_device(store.get(name, model_cfg, data, cfg.dataset, cfg.trainer, cfg.seed))
             for name, model_cfg in cfg.classifiers.items()}
 
 
 def load_generator(cfg: DictConfig, data: ArrayDataModule) -> StoredModel:
     """The generator of `cfg.generator` (its name is the config's option, e.g. beta_vae), as above."""
     name = HydraConfig.get().runtime.choices.get("generator", "generator") if HydraConfig.initialized() else "generator"
-    return _to_device(ModelStore(cfg.paths.model_dir).get(name, cfg.generator, data, cfg.dataset, cfg.trainer, cfg.seed))
+    return to_device(ModelStore(cfg.paths.model_dir).get(name, cfg.generator, data, cfg.dataset, cfg.trainer, cfg.seed))

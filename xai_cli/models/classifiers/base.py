@@ -37,14 +37,13 @@ class TorchClassifier(StorableModule):
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor | np.ndarray, batch_size: int = 128) -> np.ndarray:
-        device = next(self.parameters()).device
+        device = self.device
         was_training = self.training
         self.eval()
         x = torch.as_tensor(x, dtype=torch.float32)
         out = [F.softmax(self(x[i : i + batch_size].to(device)), dim=-1).cpu() for i in range(0, len(x), batch_size)]
         self.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
-
 
 
 def flat_features(features: nn.Module, input_shape: Sequence[int]) -> int:

@@ -51,13 +51,17 @@ class BetaVAE(StorableModule):
         """Reconstruction of x through the posterior mean (no sampling)."""
         return torch.sigmoid(self.decode_logits(self.posterior(x)[0]))
 
+    @staticmethod
+    def kl_sum(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || N(0, I)) summed over the batch."""
+        return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
     def loss_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image reconstruction NLL and KL(q(z|x) || N(0, I)), each averaged over the batch."""
         mu, logvar = self.posterior(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
         recon = F.binary_cross_entropy_with_logits(self.decode_logits(z), x, reduction="sum") / len(x)
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
-        return recon, kl
+        return recon, self.kl_sum(mu, logvar) / len(x)
 
     # --- what the training module asks for -------------------------------------------------------------
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -65,8 +69,9 @@ class BetaVAE(StorableModule):
         return recon + self.beta * kl
 
     def validation_metrics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        _, kl = self.loss_terms(x)
-        return {"val_recon_mse": F.mse_loss(self(x), x), "val_kl": kl}
+        mu, logvar = self.posterior(x)  # one encoder pass for both metrics
+        recon = torch.sigmoid(self.decode_logits(mu))
+        return {"val_recon_mse": F.mse_loss(recon, x), "val_kl": self.kl_sum(mu, logvar) / len(x)}
 
     # --- what the analyses use -------------------------------------------------------------------------
     @torch.no_grad()
@@ -94,7 +99,7 @@ class BetaVAE(StorableModule):
             xb = x[i : i + batch_size].to(self.device)
             mu, logvar = self.posterior(xb)
             mse += float(F.mse_loss(torch.sigmoid(self.decode_logits(mu)), xb, reduction="sum"))
-            kl += float(-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
+            kl += float(self.kl_sum(mu, logvar))
         n_pixels = x[0].numel() * len(x)
         mean_image_mse = float(((x - x.mean(0, keepdim=True)) ** 2).mean())
         return {"recon_error": mse / n_pixels, "kl": kl / len(x), "mean_image_mse": mean_image_mse}

@@ -30,6 +30,8 @@ COMMANDS = {
     "latent space (or on raw features).",
     "consistency": "Agree to Disagree: do copies of one architecture, differing only in training randomness, "
     "explain the same images alike?",
+    "counterfactual": "The smallest realistic change that flips a decision: Wachter, prototype-guided and a "
+    "learned latent actor.",
 }
 
 OVERRIDES_HELP = (

@@ -93,8 +93,10 @@ class ModelStore:
         dataset_cfg: DictConfig,
         trainer_cfg: DictConfig,
         seed: int,
+        context: dict[str, Any] | None = None,
     ) -> StoredModel:
-        """Load the model from the store, or train it there first."""
+        """Load the model from the store, or train it there first (`context`: objects the fitter needs
+        besides the data, e.g. the classifier a counterfactual actor learns against)."""
         key = model_key(model_cfg, dataset_cfg, trainer_cfg, seed)
         entry = self.entry_dir(name, key)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,8 @@ class ModelStore:
                 except CorruptEntry as exc:
                     log.warning("%s: store entry %s is corrupted (%s); retraining it", name, entry, exc)
                     shutil.rmtree(entry)
-            model, meta = self._train_into(entry, name, key, model_cfg, data, dataset_cfg, trainer_cfg, seed)
+            model, meta = self._train_into(entry, name, key, model_cfg, data, dataset_cfg, trainer_cfg, seed,
+                                           context or {})
             return StoredModel(name, model, key, entry, meta, trained_now=True)
 
     # --- internals ----------------------------------------------------------------------------------
@@ -145,11 +148,12 @@ class ModelStore:
         dataset_cfg: DictConfig,
         trainer_cfg: DictConfig,
         seed: int,
+        context: dict[str, Any],
     ) -> tuple[Classifier | Any, dict[str, Any]]:
         log.info("%s: not in the store, training it (%s)", name, entry.name)
         model = self._build(model_cfg, seed)
         fitter = instantiate(model_cfg.fit)
-        result = fitter.fit(model, data, trainer_cfg, seed, name)
+        result = fitter.fit(model, data, trainer_cfg, seed, name, **context)
         tmp = self.root / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:

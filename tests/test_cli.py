@@ -25,7 +25,7 @@ def test_help_lists_the_working_commands(tmp_path: Path) -> None:
     result = run_xai("--help", root=tmp_path)
     assert result.returncode == 0
     assert "train" in result.stdout and "report" in result.stdout
-    for available in ("explain", "discrepancy", "consistency"):
+    for available in ("explain", "discrepancy", "consistency", "counterfactual"):
         assert available in result.stdout
     for not_yet in ("uncertainty", "counterfactual"):
         assert not_yet not in result.stdout

@@ -74,18 +74,35 @@ def run_task(cfg: DictConfig) -> dict[str, Any] | None:
         raise RunFailed(message, run_dir / "error.txt") from exc  # the CLI prints it, once
 
 
+class _WithoutHydraJobError:
+    """stderr minus the line Hydra writes before re-raising a failed job ("Error executing job with
+    overrides: [...]"): the CLI reports the failure itself, in one line."""
+
+    PREFIX = "Error executing job with overrides:"
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if text.startswith(self.PREFIX) else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the real stream's
+        return getattr(self._stream, name)
+
+
 def launch(command: str, args: list[str]) -> None:
     """Check the overrides, then run `command` as a Hydra app with `args` as its command line."""
     preflight(command, args, CONFIG_DIR)
     # Exceptions must reach the CLI, which prints them as one line, rather than Hydra's report of them.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    saved_argv = sys.argv
+    saved_argv, saved_stderr = sys.argv, sys.stderr
     sys.argv = [f"xai {command}", *args]
+    sys.stderr = _WithoutHydraJobError(saved_stderr)
     sweep.last_outcome = None
     try:
         hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(run_task)()
     finally:
-        sys.argv = saved_argv
+        sys.argv, sys.stderr = saved_argv, saved_stderr
     outcome = sweep.last_outcome
     if outcome is not None and outcome.failed:
         raise RunFailed(f"{outcome.failed} of {outcome.jobs} jobs failed; the others finished", outcome.summary)

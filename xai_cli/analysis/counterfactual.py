@@ -7,6 +7,7 @@ proximity, sparsity, realism and time per method → the grid figure and the rep
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from pathlib import Path
@@ -20,27 +21,35 @@ from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.counterfactuals.base import Context
 from xai_cli.data.base import ArrayDataModule
+from xai_cli.dig.realism import nearest_distance
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import NotApplicable
 from xai_cli.report.counterfactual_figures import counterfactual_grid
 from xai_cli.report.document import Document
-from xai_cli.report.writer import RunReport
-from xai_cli.training.store import ModelStore, StoredModel, load_generator
+from xai_cli.report.writer import RunReport, atomic_write
+from xai_cli.training.store import ModelStore, StoredModel, load_generator, to_device
 
 log = logging.getLogger("xai")
 CHANGED = 0.01  # a pixel counts as changed when it moves by more than this (on [0, 1])
 
 
-def _targets(setting: Any, probs: np.ndarray, num_classes: int) -> torch.Tensor:
+def _target_class(setting: Any, num_classes: int) -> int | None:
+    """The fixed target class `counterfactual.target` names, or None for 'second' (per image)."""
     if str(setting) == "second":
-        return torch.from_numpy(np.argsort(-probs, axis=1)[:, 1].copy())
+        return None
     try:
         t = int(setting)
     except ValueError:
         raise UserError(f"counterfactual.target={setting}: use 'second' or a class index") from None
     if not 0 <= t < num_classes:
         raise UserError(f"counterfactual.target={t} out of range: classes are 0..{num_classes - 1}")
-    return torch.full((len(probs),), t)
+    return t
+
+
+def _targets(fixed: int | None, probs: np.ndarray) -> torch.Tensor:
+    if fixed is None:  # each image's second most likely class: the nearest other decision
+        return torch.from_numpy(np.argsort(-probs, axis=1)[:, 1].copy())
+    return torch.full((len(probs),), fixed)
 
 
 def _in_distribution(vae: Any, x: torch.Tensor) -> np.ndarray:
@@ -59,22 +68,21 @@ class CounterfactualRunner:
         data.setup()
         if len(data.input_shape) != 3:
             raise UserError(f"xai counterfactual needs images; {data.name} has inputs of shape {data.input_shape}")
+        fixed_target = _target_class(s.target, data.num_classes)  # bad settings fail before any training
         test, train = data.split("test"), data.split("train")
-        name = HydraConfig.get().runtime.choices.get("classifier", "classifier") if HydraConfig.initialized() else "classifier"
-        store = ModelStore(cfg.paths.model_dir)
-        stored = store.get(name, cfg.classifier, data, cfg.dataset, cfg.trainer, int(cfg.seed))
-        model = stored.model
-        if isinstance(model, torch.nn.Module):
-            model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu")).eval()
-        stored_vae = load_generator(cfg, data)
-        vae = stored_vae.model
-
         idx = np.asarray(list(s.indices), dtype=int) if s.indices is not None else np.arange(min(int(s.n_images), len(test)))
         if ((idx < 0) | (idx >= len(test))).any():
             raise UserError(f"counterfactual.indices out of range: the test split has {len(test)} images")
-        x, y = test.x[idx], test.y[idx]
+        name = HydraConfig.get().runtime.choices.get("classifier", "classifier") if HydraConfig.initialized() else "classifier"
+        store = ModelStore(cfg.paths.model_dir)
+        stored = to_device(store.get(name, cfg.classifier, data, cfg.dataset, cfg.trainer, int(cfg.seed)))
+        model = stored.model
+        stored_vae = load_generator(cfg, data)
+        vae = stored_vae.model
+
+        x = test.x[idx]
         probs = model.predict_proba(x)
-        target = _targets(s.target, probs, data.num_classes)
+        target = _targets(fixed_target, probs)
         needed = target != torch.from_numpy(probs.argmax(1))  # an image already in its target class needs no change
         ctx = Context(model, vae, train.x, torch.from_numpy(model.predict_proba(train.x).argmax(1)), data.num_classes,
                       int(cfg.seed), store=self._store_for(cfg, store, data, stored, stored_vae))
@@ -95,13 +103,21 @@ class CounterfactualRunner:
             seconds = (time.perf_counter() - start) / max(int(needed.sum()), 1)
             full = x.clone()
             full[needed] = x_cf.to(full.dtype)
-            results[m], valid, captions = self._measure(model, vae, x, full, target, needed, seconds)
+            results[m], valid, captions = self._measure(model, vae, train.x, x, full, target, needed, seconds)
             results[m].update(info)
+            full[~torch.from_numpy(valid)] = x[~torch.from_numpy(valid)]  # what was not reached is not kept
             shown[m] = (full, valid, captions)
             log.info("%s: validity %.2f, L1 %.2f, %.4f s per counterfactual", m, results[m]["validity"],
                      results[m]["l1"] or 0, seconds)
 
         captions = [f"#{i} ŷ={p} → {int(t)}" for i, p, t in zip(idx, probs.argmax(1), target)]
+        saved = {"indices": idx, "targets": target.numpy(), "originals": x.numpy()}
+        for m, (cf, valid, _) in shown.items():
+            if cf is not None:
+                saved[m], saved[f"{m}_valid"] = cf.numpy(), valid
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **saved)
+        atomic_write(report.run_dir / "counterfactuals.npz", buffer.getvalue())
         report.save_figure(counterfactual_grid(x, captions, shown, f"{name}: counterfactuals (grey: none found)"),
                            "counterfactuals")
         metrics = {
@@ -112,9 +128,12 @@ class CounterfactualRunner:
                                                                       == test.y.numpy()).mean())},
                            "from_store": not stored.trained_now},
             "indices": idx.tolist(),
+            "predicted": probs.argmax(1).tolist(),
             "targets": target.tolist(),
             "target_rule": str(s.target),
+            # the originals' scores: the scale against which the counterfactuals' realism reads
             "reference_in_distribution": float(_in_distribution(vae, x).mean()),
+            "reference_nearest_train_rms": float(nearest_distance(x, train.x).mean()),
             "methods": results,
             "settings": {m: OmegaConf.to_container(s.registry[m], resolve=True) for m in s.methods},
         }
@@ -135,21 +154,25 @@ class CounterfactualRunner:
         return get
 
     @staticmethod
-    def _measure(model: Any, vae: Any, x: torch.Tensor, x_cf: torch.Tensor, target: torch.Tensor,
-                 needed: torch.Tensor, seconds: float) -> tuple[dict[str, Any], np.ndarray, list[str]]:
+    def _measure(model: Any, vae: Any, train_x: torch.Tensor, x: torch.Tensor, x_cf: torch.Tensor,
+                 target: torch.Tensor, needed: torch.Tensor,
+                 seconds: float) -> tuple[dict[str, Any], np.ndarray, list[str]]:
         p = model.predict_proba(x_cf)
         valid = (p.argmax(1) == target.numpy()) & needed.numpy()
         delta = (x_cf - x).flatten(1)
         l1, l2 = delta.abs().sum(1).numpy(), delta.pow(2).sum(1).sqrt().numpy()
         sparsity = (delta.abs() > CHANGED).float().mean(1).numpy()
         realism = _in_distribution(vae, x_cf)
+        # a second realism measure that no method optimises: latent_rl's outputs are VAE decodings, which the
+        # VAE reconstructs well by construction, so in_distribution alone would flatter it
+        nearest = nearest_distance(x_cf, train_x)
 
         def mean(v: np.ndarray) -> float | None:
             return float(v[valid].mean()) if valid.any() else None
 
         out = {"validity": float(valid.sum() / max(int(needed.sum()), 1)), "n": int(needed.sum()),
                "l1": mean(l1), "l2": mean(l2), "sparsity": mean(sparsity), "in_distribution": mean(realism),
-               "time_per_cf_s": seconds}
+               "nearest_train_rms": mean(nearest), "time_per_cf_s": seconds}
         captions = [f"{int(a)} ({q:.2f})" for a, q in zip(p.argmax(1), p.max(1))]
         return out, valid, captions
 
@@ -160,8 +183,10 @@ class CounterfactualRunner:
         rule = "its second most likely class" if metrics["target_rule"] == "second" else f"class {metrics['target_rule']}"
         doc.paragraph(f"For {len(metrics['indices'])} test images, the smallest change that makes {c['name']} "
                       f"(test accuracy {c['accuracy']['test']:.4f}) predict {rule}, by each method.")
-        doc.table(["method", "validity", "L1", "L2", "sparsity", "in-distribution", "s / counterfactual"],
-                  [[m, r["validity"], r["l1"], r["l2"], r["sparsity"], r["in_distribution"], r["time_per_cf_s"]]
+        doc.table(["method", "validity", "L1", "L2", "sparsity", "in-distribution", "nearest training image",
+                   "s / counterfactual"],
+                  [[m, r["validity"], r["l1"], r["l2"], r["sparsity"], r["in_distribution"], r["nearest_train_rms"],
+                    r["time_per_cf_s"]]
                    for m, r in metrics["methods"].items() if "validity" in r])
         for m, r in metrics["methods"].items():
             if "skipped" in r:
@@ -169,8 +194,13 @@ class CounterfactualRunner:
         doc.paragraph("Validity: share of images whose counterfactual the classifier assigns to the target. L1, L2: "
                       "size of the change; sparsity: share of pixels changed by more than 0.01; in-distribution: "
                       "the β-VAE's reconstruction error of the counterfactual (mean squared error per pixel; the "
-                      f"original images score {metrics['reference_in_distribution']:.4f}) — all over valid "
-                      "counterfactuals. Time excludes one-off training (the latent_rl actor, kept in the store).")
+                      f"original images score {metrics['reference_in_distribution']:.4f}); nearest training image: "
+                      "RMS per pixel to the closest training image, a realism measure no method optimises (the "
+                      f"originals score {metrics['reference_nearest_train_rms']:.4f}; latent_rl's decoded images "
+                      "flatter the VAE-based score by construction) — all over valid counterfactuals. Time "
+                      "excludes one-off training (the latent_rl actor, kept in the store). The counterfactuals are "
+                      "saved in counterfactuals.npz ('<method>': (N, C, H, W), '<method>_valid', 'originals', "
+                      "'indices', 'targets'); an image with no valid counterfactual holds the original.")
         doc.figure("figures/counterfactuals.png", "Each row an image (prediction → target); per method the "
                    "counterfactual with the classifier's answer and probability, and x′ − x (red: added, blue: "
                    "removed). Grey: none found within the method's budget.", wide=True)

@@ -27,7 +27,7 @@ def test_help_lists_the_working_commands(tmp_path: Path) -> None:
     assert "train" in result.stdout and "report" in result.stdout
     for available in ("explain", "discrepancy", "consistency", "counterfactual"):
         assert available in result.stdout
-    for not_yet in ("uncertainty", "counterfactual"):
+    for not_yet in ("uncertainty",):
         assert not_yet not in result.stdout
 
 

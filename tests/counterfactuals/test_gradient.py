@@ -36,7 +36,7 @@ def test_wachter_finds_the_closed_form_minimal_change_of_a_linear_model(scale: s
     # logit from any weight-1 pixel (+0.5): L1 = 1.0. Any other route costs more.
     closed_form_l1 = 1.0
     method = Wachter(lam=1.0, scale=scale, steps=300, search_rounds=6, lr=0.01)
-    cf = method.generate(Context(model, None, None, None, 2), x, torch.tensor([1]))
+    cf = method.generate(Context(model, None, None, 2), x, torch.tensor([1]))
     assert model(cf).argmax(1).item() == 1
     delta = (cf - x).flatten()
     l1 = delta.abs().sum().item()
@@ -48,7 +48,7 @@ def test_wachter_finds_the_closed_form_minimal_change_of_a_linear_model(scale: s
 def test_zero_budget_returns_the_input_unchanged() -> None:
     model = linear_model()
     x = torch.zeros(3, 1, 4, 4)
-    cf = Wachter(steps=0).generate(Context(model, None, None, None, 2), x, torch.ones(3, dtype=torch.long))
+    cf = Wachter(steps=0).generate(Context(model, None, None, 2), x, torch.ones(3, dtype=torch.long))
     torch.testing.assert_close(cf, x)
     assert (model(cf).argmax(1) == 0).all()  # so none reaches the target: the report shows grey tiles
 
@@ -64,7 +64,8 @@ def test_the_prototype_is_the_mean_of_the_nearest_codes_of_the_target_class() ->
     rng = np.random.default_rng(0)
     train_x = torch.from_numpy(rng.random((60, 1, 2, 2))).float()
     train_pred = torch.from_numpy(rng.integers(0, 3, 60))
-    ctx = Context(None, FlattenCodes(), train_x, train_pred, 3)
+    ctx = Context(None, FlattenCodes(), train_x, 3)
+    ctx.train_pred = train_pred  # what the classifier would say
     method = Prototype(k=4)
     method.prepare(ctx)
     x = torch.from_numpy(rng.random((5, 1, 2, 2))).float()

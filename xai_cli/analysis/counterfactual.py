@@ -84,8 +84,8 @@ class CounterfactualRunner:
         probs = model.predict_proba(x)
         target = _targets(fixed_target, probs)
         needed = target != torch.from_numpy(probs.argmax(1))  # an image already in its target class needs no change
-        ctx = Context(model, vae, train.x, torch.from_numpy(model.predict_proba(train.x).argmax(1)), data.num_classes,
-                      int(cfg.seed), store=self._store_for(cfg, store, data, stored, stored_vae))
+        ctx = Context(model, vae, train.x, data.num_classes, int(cfg.seed),
+                      store=self._store_for(cfg, store, data, stored, stored_vae))
 
         results: dict[str, dict[str, Any]] = {}
         shown: dict[str, tuple[torch.Tensor | None, np.ndarray, list[str]]] = {}
@@ -95,7 +95,7 @@ class CounterfactualRunner:
                 method.check(model)
             except NotApplicable as reason:
                 results[m] = {"skipped": str(reason)}
-                shown[m] = (None, np.zeros(len(x), bool), [])
+                shown[m] = (None, np.zeros(len(x), bool), [""] * len(x))
                 continue
             info = method.prepare(ctx)
             start = time.perf_counter()
@@ -110,7 +110,6 @@ class CounterfactualRunner:
             log.info("%s: validity %.2f, L1 %.2f, %.4f s per counterfactual", m, results[m]["validity"],
                      results[m]["l1"] or 0, seconds)
 
-        captions = [f"#{i} ŷ={p} → {int(t)}" for i, p, t in zip(idx, probs.argmax(1), target)]
         saved = {"indices": idx, "targets": target.numpy(), "originals": x.numpy()}
         for m, (cf, valid, _) in shown.items():
             if cf is not None:
@@ -118,7 +117,11 @@ class CounterfactualRunner:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **saved)
         atomic_write(report.run_dir / "counterfactuals.npz", buffer.getvalue())
-        report.save_figure(counterfactual_grid(x, captions, shown, f"{name}: counterfactuals (grey: none found)"),
+        n = int(s.figure_images)  # the figure shows the first images; the npz holds all
+        captions = [f"#{i} ŷ={p} → {int(t)}" for i, p, t in zip(idx[:n], probs.argmax(1)[:n], target[:n])]
+        first = {m: (None if cf is None else cf[:n], valid[:n], cf_captions[:n])
+                 for m, (cf, valid, cf_captions) in shown.items()}
+        report.save_figure(counterfactual_grid(x[:n], captions, first, f"{name}: counterfactuals (grey: none found)"),
                            "counterfactuals")
         metrics = {
             "command": "counterfactual",
@@ -131,6 +134,7 @@ class CounterfactualRunner:
             "predicted": probs.argmax(1).tolist(),
             "targets": target.tolist(),
             "target_rule": str(s.target),
+            "figure_images": int(s.figure_images),
             # the originals' scores: the scale against which the counterfactuals' realism reads
             "reference_in_distribution": float(_in_distribution(vae, x).mean()),
             "reference_nearest_train_rms": float(nearest_distance(x, train.x).mean()),
@@ -201,7 +205,9 @@ class CounterfactualRunner:
                       "excludes one-off training (the latent_rl actor, kept in the store). The counterfactuals are "
                       "saved in counterfactuals.npz ('<method>': (N, C, H, W), '<method>_valid', 'originals', "
                       "'indices', 'targets'); an image with no valid counterfactual holds the original.")
-        doc.figure("figures/counterfactuals.png", "Each row an image (prediction → target); per method the "
+        doc.figure("figures/counterfactuals.png", f"The first {min(len(metrics['indices']), metrics['figure_images'])} "
+                   "images, each row one (prediction → target); per method the "
                    "counterfactual with the classifier's answer and probability, and x′ − x (red: added, blue: "
-                   "removed). Grey: none found within the method's budget.", wide=True)
+                   "removed; each map scaled to its own largest change). Grey: none found within the method's "
+                   "budget.", wide=True)
         return doc

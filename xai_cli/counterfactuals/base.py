@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -19,12 +20,17 @@ class Context:
     model: Any                  # a classifier (predict_proba); a torch module for the gradient methods
     vae: Any                    # xai_cli.models.generators.beta_vae.BetaVAE
     train_x: torch.Tensor
-    train_pred: torch.Tensor    # the classifier's predictions on train_x
     num_classes: int
     seed: int = 0
     # (model config, fit config) -> StoredModel: trains what a method learns into the model store, keyed
     # together with the classifier's and the VAE's configs
     store: Callable[[Any, Any], Any] | None = None
+
+    @cached_property
+    def train_pred(self) -> torch.Tensor:
+        """The classifier's predictions on train_x, computed once and only if a method asks (a full pass
+        over the training set)."""
+        return torch.from_numpy(self.model.predict_proba(self.train_x).argmax(1))
 
 
 class CounterfactualMethod(ABC):

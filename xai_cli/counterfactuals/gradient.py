@@ -107,7 +107,9 @@ class Prototype(GradientCounterfactual):
         self._proto: torch.Tensor | None = None
 
     def prepare(self, ctx: Context) -> dict[str, Any]:
+        # one-off, outside the timed generation: the training set's codes and the classifier's labels of it
         self._codes = ctx.vae.encode(ctx.train_x)
+        ctx.train_pred  # noqa: B018 (computes and caches)
         return {"prototype_k": self.k}
 
     def prototypes(self, ctx: Context, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,8 @@ COMMANDS = {
     "latent space (or on raw features).",
     "consistency": "Agree to Disagree: do copies of one architecture, differing only in training randomness, "
     "explain the same images alike?",
+    "uncertainty": "What makes the model uncertain? A GAN conditioned on class and on the classifier's "
+    "confidence (MSP), evaluated on a grid of conditions.",
     "counterfactual": "The smallest realistic change that flips a decision: Wachter, prototype-guided and a "
     "learned latent actor.",
 }

@@ -45,17 +45,15 @@ class EpochLines(L.Callback):
                  values, time.perf_counter() - self._start)
 
 
-def build_trainer(trainer_cfg: DictConfig, max_epochs: int, label: str, **overrides: Any) -> L.Trainer:
-    """A Trainer from the config; the store keeps the weights, so no checkpoints or loggers here."""
-    epochs = trainer_cfg.get("max_epochs") or max_epochs
-    callbacks: list[L.Callback] = [] if interactive() else [EpochLines(label)]
-    return instantiate(
-        trainer_cfg,
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=interactive(),
-        callbacks=callbacks,
-        default_root_dir=tempfile.gettempdir(),
-        **overrides,
-    )
+def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides: Any) -> L.Trainer:
+    """A Trainer from the config; the store keeps the weights, so no checkpoints or loggers here. `overrides`
+    replace any setting, e.g. a step budget and callbacks of the caller's own."""
+    settings: dict[str, Any] = {
+        "max_epochs": trainer_cfg.get("max_epochs") or epochs,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": interactive(),
+        "callbacks": [] if interactive() else [EpochLines(label)],
+        "default_root_dir": tempfile.gettempdir(),
+    }
+    return instantiate(trainer_cfg, **{**settings, **overrides})

@@ -1,0 +1,46 @@
+"""`xai uncertainty` end to end through the real executable, on moons (the 2-D toy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_json, only_run_dir, run_dirs, run_xai
+
+pytestmark = pytest.mark.slow
+
+MOONS = ["dataset=moons", "generator.fit.steps=1500", "uncertainty.n_per_point=20"]
+EVALUATION = {"msp_pearson", "msp_spearman", "msp_mae", "class_agreement", "n_samples", "grid", "per_point"}
+
+
+def test_uncertainty_end_to_end_on_moons(tmp_path: Path) -> None:
+    result = run_xai("uncertainty", *MOONS, root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = only_run_dir(tmp_path, "uncertainty")
+    m = load_json(run / "metrics.json")
+    assert m["command"] == "uncertainty" and m["classifier"]["name"] == "mlp" and m["generator"]["name"] == "mlp_gan_mlp"
+    e = m["evaluation"]
+    assert EVALUATION <= set(e) and e["n_samples"] == 2 * 7 * 20
+    assert e["grid"][0] >= 0.5 and e["grid"][-1] == 1.0
+    # a briefly trained GAN already obeys: the class it is given is the class the classifier sees, and the
+    # confidence it is given moves the classifier's confidence the same way
+    assert e["class_agreement"] >= 0.9 and e["msp_pearson"] >= 0.6, e
+    assert e["per_point"][-1]["msp_out_mean"] > e["per_point"][0]["msp_out_mean"] + 0.2
+    assert m["generator"]["steps"] == 1500
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2  # the MSP scatter and the plane
+    assert {p.name for p in (run / "figures").iterdir()} == {"msp_scatter.png", "plane.png"}
+
+    again = run_xai("uncertainty", *MOONS, root=tmp_path)  # the GAN (and the classifier) come from the store
+    assert again.returncode == 0, again.stderr
+    assert "training it" not in again.stderr
+    second = load_json(max(run_dirs(tmp_path, "uncertainty")) / "metrics.json")
+    assert second["generator"]["from_store"] and second["evaluation"] == e  # same seed, same numbers
+
+
+def test_the_auxiliary_loss_needs_a_differentiable_classifier(tmp_path: Path) -> None:
+    result = run_xai("uncertainty", *MOONS, "classifier=svm_rbf", "uncertainty.aux_weight=1.0", root=tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "needs a torch classifier" in errors[0] and "Traceback" not in result.stderr

@@ -1,0 +1,173 @@
+"""Training a ConditionalGAN against a frozen classifier: the fitter the model store calls for `mlp_gan`
+(and the image GAN), and the LightningModule it runs (manual optimisation: two optimisers per step).
+
+Losses are StyleGAN2's: non-saturating logistic for both players, a lazy R1 penalty on real data every
+`r1_every` discriminator steps (scaled up by that interval), the generator's EMA updated after every
+generator step. Real images carry their own condition (label, MSP of the frozen classifier); fake
+conditions are the (label, MSP) pairs of other, randomly drawn real images, so they follow the real
+distribution. `aux_weight` > 0 adds the seed paper's suggested next step: a term pulling the classifier's
+probability of the conditioned class on fakes to the MSP condition, with a hinge keeping that class on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, TensorDataset
+
+from xai_cli.data.base import ArrayDataModule
+from xai_cli.errors import UserError
+from xai_cli.models.generators.conditional_gan import ConditionalGAN
+from xai_cli.training.fit import FitResult
+from xai_cli.training.trainer import build_trainer
+from xai_cli.utils.progress import interactive
+
+log = logging.getLogger("xai")
+
+
+class GANDiverged(UserError):
+    """The losses stopped being finite: nothing is stored, and the message says what to change."""
+
+
+def aux_loss(logits: torch.Tensor, labels: torch.Tensor, msp: torch.Tensor) -> torch.Tensor:
+    """Per sample: (p_label − msp)², plus how far the label's log-probability trails the best other class."""
+    log_p = F.log_softmax(logits, 1)
+    own = log_p.gather(1, labels[:, None])[:, 0]
+    other = log_p.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).max(1).values
+    return (own.exp() - msp) ** 2 + (other - own).clamp_min(0)
+
+
+class GANModule(L.LightningModule):
+    def __init__(self, gan: ConditionalGAN, classifier: Any, lr_g: float, lr_d: float, betas: tuple[float, float],
+                 r1_gamma: float, r1_every: int, ema_beta: float, aux_weight: float) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.gan = gan
+        self._classifier = [classifier]  # a list: frozen, never a submodule (not trained, not saved with the GAN)
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        self.r1_gamma, self.r1_every, self.ema_beta, self.aux_weight = r1_gamma, int(r1_every), ema_beta, aux_weight
+        self.last: dict[str, float] = {}
+
+    @property
+    def classifier(self) -> Any:
+        return self._classifier[0]
+
+    def on_train_start(self) -> None:
+        if self.aux_weight > 0:
+            self.classifier.to(self.device).eval().requires_grad_(False)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.gan.generator.parameters(), lr=self.lr_g, betas=self.betas),
+                torch.optim.Adam(self.gan.discriminator.parameters(), lr=self.lr_d, betas=self.betas)]
+
+    def _check(self, name: str, value: torch.Tensor) -> None:
+        if not torch.isfinite(value):
+            raise GANDiverged(f"GAN training diverged at step {self.global_step // 2 + 1}: {name} is "
+                              f"{float(value.detach())} "
+                              f"(lower the learning rates, generator.fit.lr_g / lr_d, or raise r1_gamma)")
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        x, labels, msp = batch
+        opt_g, opt_d = self.optimizers()
+        g, d = self.gan.generator, self.gan.discriminator
+        perm = torch.randperm(len(x), device=x.device)  # fake conditions: other real images' (label, MSP)
+        fake_labels, fake_msp = labels[perm], msp[perm]
+        c_real, c_fake = self.gan.condition(labels, msp), self.gan.condition(fake_labels, fake_msp)
+
+        # discriminator: real up, fake down
+        z = self.gan.sample_latent(len(x))
+        with torch.no_grad():
+            fake = g(z, c_fake)
+        loss_d = F.softplus(d(fake, c_fake)).mean() + F.softplus(-d(x, c_real)).mean()
+        self._check("the discriminator loss", loss_d)
+        total_d = loss_d
+        if self.r1_gamma > 0 and batch_idx % self.r1_every == 0:  # lazy R1 on real data, scaled by its interval
+            real = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(d(real, c_real).sum(), real, create_graph=True)
+            total_d = total_d + grad.pow(2).flatten(1).sum(1).mean() * (self.r1_gamma / 2) * self.r1_every
+        opt_d.zero_grad()
+        self.manual_backward(total_d)
+        opt_d.step()  # one discriminator and one generator step per batch: Lightning's global_step counts both
+
+        # generator: fool the discriminator (and, with aux_weight, the classifier's MSP)
+        z = self.gan.sample_latent(len(x))
+        fake = g(z, c_fake)
+        loss_g = F.softplus(-d(fake, c_fake)).mean()
+        aux = torch.zeros((), device=x.device)
+        if self.aux_weight > 0:
+            aux = aux_loss(self.classifier(fake.reshape(len(x), *self.gan.output_shape)), fake_labels, fake_msp).mean()
+        total = loss_g + self.aux_weight * aux
+        self._check("the generator loss", total)
+        opt_g.zero_grad()
+        self.manual_backward(total)
+        opt_g.step()
+        self.gan.update_ema(self.ema_beta)
+
+        self.last = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "aux": float(aux.detach())}
+        self.log_dict(self.last, prog_bar=True, on_step=True, on_epoch=False)
+
+
+class StepLines(L.Callback):
+    """Where no live bar can be drawn: a line with the losses at every quarter of the steps."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self._start = label, total, time.perf_counter()
+        self._marks = {max(1, total * q // 4) for q in (1, 2, 3, 4)}
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        step = trainer.global_step // 2  # manual optimisation: Lightning counts both optimisers' steps
+        if step in self._marks:
+            self._marks.discard(step)
+            values = "  ".join(f"{k} {v:.4f}" for k, v in module.last.items())  # type: ignore[attr-defined]
+            log.info("%s step %d/%d  %s  (%.1f s)", self.label, step, self.total, values,
+                     time.perf_counter() - self._start)
+
+
+class GANFit:
+    """Fits a ConditionalGAN for `steps` generator steps; handed the frozen classifier by the store's caller.
+
+    `condition_class`: `predicted` conditions on the classifier's class, so that (class, MSP) is exactly
+    what the classifier says of the image; `true` on the dataset's label (the seed paper's, on MNIST the same
+    but for 1 % of images; on noisy data such as moons, a true label the classifier contradicts with high
+    confidence is a condition no sample can satisfy)."""
+
+    def __init__(self, steps: int = 2000, batch_size: int = 128, lr_g: float = 2e-3, lr_d: float = 2e-3,
+                 betas: tuple[float, float] = (0.0, 0.99), r1_gamma: float = 0.1, r1_every: int = 16,
+                 ema_beta: float = 0.995, aux_weight: float = 0.0, condition_class: str = "predicted") -> None:
+        if condition_class not in ("predicted", "true"):
+            raise UserError(f"condition_class={condition_class}: use predicted or true")
+        self.steps, self.batch_size = int(steps), int(batch_size)
+        self.lr_g, self.lr_d, self.betas = float(lr_g), float(lr_d), tuple(float(b) for b in betas)
+        self.r1_gamma, self.r1_every, self.ema_beta = float(r1_gamma), int(r1_every), float(ema_beta)
+        self.aux_weight, self.condition_class = float(aux_weight), condition_class
+
+    def fit(self, gan: ConditionalGAN, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int, label: str, *,
+            classifier: Any, **_: Any) -> FitResult:
+        if self.aux_weight > 0 and not isinstance(classifier, torch.nn.Module):
+            raise UserError("uncertainty.aux_weight > 0 needs a torch classifier (its gradients); this one has none")
+        train = data.split("train")
+        probs = np.asarray(classifier.predict_proba(train.x))
+        msp = torch.from_numpy(probs.max(1)).float()
+        labels = torch.from_numpy(probs.argmax(1)) if self.condition_class == "predicted" else train.y
+        generator = torch.Generator().manual_seed(seed)
+        loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size, shuffle=True,
+                            drop_last=len(train) > self.batch_size, generator=generator)
+        module = GANModule(gan, classifier, self.lr_g, self.lr_d, self.betas, self.r1_gamma, self.r1_every,
+                           self.ema_beta, self.aux_weight)
+        torch.manual_seed(seed)
+        # manual optimisation: Lightning's global_step counts each optimiser's step, two per batch
+        trainer = build_trainer(trainer_cfg, -1, label, max_epochs=-1, max_steps=2 * self.steps,
+                                callbacks=[] if interactive() else [StepLines(label, self.steps)],
+                                limit_train_batches=1.0, limit_val_batches=0, num_sanity_val_steps=0)
+        start = time.perf_counter()
+        trainer.fit(module, train_dataloaders=loader)
+        elapsed = time.perf_counter() - start
+        gan.cpu().eval()
+        return FitResult(elapsed, {"steps": trainer.global_step // 2, **{f"final_{k}": v for k, v in module.last.items()}})

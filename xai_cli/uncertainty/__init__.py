@@ -1,0 +1,1 @@
+"""What `xai uncertainty` computes besides training: the MSP-condition grid evaluation."""

@@ -19,7 +19,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.data.base import ArrayDataModule
-from xai_cli.errors import UserError
 from xai_cli.report.document import Document
 from xai_cli.report.uncertainty_figures import msp_scatter, plane_panels, sample_grid
 from xai_cli.report.writer import RunReport
@@ -56,7 +55,7 @@ class UncertaintyRunner:
         # the real conditions, as the GAN was trained on them
         real_labels = torch.from_numpy(train_probs.argmax(1)) if s.condition_class == "predicted" else train.y
         test_probs = np.asarray(classifier.predict_proba(test.x))
-        grid = msp_grid(real_msp, data.num_classes, int(s.grid_points), s.msp_low)
+        grid = msp_grid(data.num_classes, int(s.grid_points), float(s.msp_low))
 
         @torch.no_grad()
         def generate(z: torch.Tensor, labels: torch.Tensor, msp: torch.Tensor) -> torch.Tensor:

@@ -18,11 +18,10 @@ Generate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Classify = Callable[[torch.Tensor], np.ndarray]
 
 
-def msp_grid(real_msp: np.ndarray, num_classes: int, points: int, low: float | None) -> np.ndarray:
-    """`points` MSP values from `low` (default: the real MSP's 2nd percentile, never below 1/K) to 1.0."""
-    floor = 1.0 / num_classes
-    start = float(np.quantile(real_msp, 0.02)) if low is None else float(low)
-    return np.linspace(max(start, floor), 1.0, int(points))
+def msp_grid(num_classes: int, points: int, low: float) -> np.ndarray:
+    """`points` MSP values from `low` to 1.0, starting no lower than 0.05 above chance (1/K): an MSP at
+    chance names no class, so class agreement there means nothing."""
+    return np.linspace(max(float(low), 1.0 / num_classes + 0.05), 1.0, int(points))
 
 
 def evaluate_grid(generate: Generate, classify: Classify, latent_dim: int, num_classes: int, grid: np.ndarray,

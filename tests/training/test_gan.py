@@ -46,3 +46,29 @@ def test_a_diverging_run_stops_with_a_clear_message_and_stores_nothing(tmp_path:
     with pytest.raises(GANDiverged, match="diverged at step 1: the discriminator loss is nan"):
         store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+class Confident:
+    """A stand-in classifier: class 0 with probability 0.9 for every image."""
+
+    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
+        return np.tile([0.9] + [0.1 / 9] * 9, (len(x), 1))
+
+
+@pytest.mark.parametrize(("frozen", "learner"), [("lr_g", "loss_d"), ("lr_d", "loss_g")])
+def test_a_few_stylegan2_lite_steps_on_digits_lower_each_players_loss(tmp_path: Path, frozen: str,
+                                                                     learner: str) -> None:
+    # each player against a frozen opponent, so that the other's progress cannot mask its own
+    cfg = compose_config("uncertainty", ["generator=stylegan2_lite", "generator.fit.steps=30",
+                                         "generator.fit.batch_size=16", f"generator.fit.{frozen}=0.0",
+                                         "generator.model.generator.channels=[32,32,16,8]",
+                                         "generator.model.discriminator.channels=[8,16,32,32]"])
+    data = instantiate(cfg.dataset)
+    data.setup()
+    stored = ModelStore(tmp_path).get("stylegan2_lite", cfg.generator, data, cfg.dataset, cfg.trainer, 0,
+                                      context={"classifier": Confident()})
+    fit = stored.meta["fit"]
+    assert fit["steps"] == 30
+    assert fit[f"final_{learner}"] < fit[f"first_{learner}"] - 0.1, fit
+    x = stored.model.generate(stored.model.sample_latent(4), torch.arange(4), torch.full((4,), 0.9))
+    assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()

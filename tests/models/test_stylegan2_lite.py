@@ -1,0 +1,58 @@
+"""stylegan2_lite: shapes, sizes, demodulation, and a condition that conditions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xai_cli.models.generators.conditional_gan import condition_vector
+from xai_cli.models.generators.stylegan2_lite import (ModulatedConv2d, StyleGAN2Discriminator, StyleGAN2Generator,
+                                                      _fit_to)
+
+
+def test_demodulation_keeps_unit_variance_for_unit_variance_input() -> None:
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(64, 64, 3, w_dim=32)
+    x = torch.randn(8, 64, 16, 16)
+    w = 3 * torch.randn(8, 32)  # styles far from 1: without demodulation the output scale would follow them
+    inner = conv(x, w)[..., 1:-1, 1:-1]  # away from the zero padding
+    assert inner.var().item() == pytest.approx(1.0, abs=0.1)
+    conv.demodulate = False
+    assert abs(conv(x, w)[..., 1:-1, 1:-1].var().item() - 1.0) > 0.5
+
+
+def test_generator_and_discriminator_shapes_and_sizes() -> None:
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(latent_dim=32, num_classes=10, output_shape=(1, 28, 28), w_dim=64, channels=(64, 64, 32, 16))
+    d = StyleGAN2Discriminator(num_classes=10, input_shape=(1, 28, 28), channels=(16, 32, 64, 64), features=64)
+    c = condition_vector(torch.arange(5), torch.linspace(0.4, 1.0, 5), 10)
+    x = g(torch.randn(5, 32), c)
+    assert x.shape == (5, 1, 28, 28) and d(x, c).shape == (5,)
+    # mapping: embed (11→32) and two layers (64→64, 64→64); per resolution two styled layers and a to-image
+    mapping = 11 * 32 + 32 + 64 * 64 + 64 + 64 * 64 + 64
+    styled = lambda i, o: o * i * 9 + 64 * i + i + 1 + o  # noqa: E731  weight, affine, noise strength, bias
+    to_image = lambda i: i + 64 * i + i  # noqa: E731
+    synthesis = 64 * 16 + styled(64, 64) + styled(64, 64) + to_image(64) + styled(64, 64) + styled(64, 64) \
+        + to_image(64) + styled(64, 32) + styled(32, 32) + to_image(32) + styled(32, 16) + styled(16, 16) + to_image(16)
+    assert sum(p.numel() for p in g.parameters()) == mapping + synthesis
+
+
+def test_pad_and_crop_are_inverse_between_28_and_32_px() -> None:
+    x = torch.rand(2, 1, 28, 28)
+    padded = _fit_to(x, 32)
+    assert padded.shape[-1] == 32 and torch.equal(_fit_to(padded, 28), x)
+
+
+def test_the_msp_condition_changes_the_image_for_the_same_latent_and_noise() -> None:
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(latent_dim=16, num_classes=10, output_shape=(1, 28, 28), w_dim=32, channels=(32, 32, 16, 8))
+    z = torch.randn(3, 16)
+    labels = torch.tensor([1, 1, 1])
+    with torch.no_grad():
+        for layer in g.modules():
+            if hasattr(layer, "noise_strength"):
+                layer.noise_strength.fill_(0.0)  # no per-pixel noise: only the condition differs
+        high = g(z, condition_vector(labels, torch.full((3,), 1.0), 10))
+        low = g(z, condition_vector(labels, torch.full((3,), 0.5), 10))
+        again = g(z, condition_vector(labels, torch.full((3,), 1.0), 10))
+    assert torch.equal(high, again) and not torch.allclose(high, low)

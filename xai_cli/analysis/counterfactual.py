@@ -15,19 +15,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.counterfactuals.base import Context
 from xai_cli.data.base import ArrayDataModule
-from xai_cli.dig.realism import nearest_distance
+from xai_cli.dig.realism import nearest_distance, reconstruction_error
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import NotApplicable
 from xai_cli.report.counterfactual_figures import counterfactual_grid
 from xai_cli.report.document import Document
 from xai_cli.report.writer import RunReport, atomic_write
-from xai_cli.training.store import ModelStore, StoredModel, load_generator, to_device
+from xai_cli.training.store import ModelStore, StoredModel, chosen, load_generator, to_device
 
 log = logging.getLogger("xai")
 CHANGED = 0.01  # a pixel counts as changed when it moves by more than this (on [0, 1])
@@ -54,7 +53,7 @@ def _targets(fixed: int | None, probs: np.ndarray) -> torch.Tensor:
 
 def _in_distribution(vae: Any, x: torch.Tensor) -> np.ndarray:
     """VAE reconstruction error (MSE per pixel) of each image: lower is more like the training data."""
-    return ((vae.decode(vae.encode(x)) - x) ** 2).flatten(1).mean(1).numpy()
+    return reconstruction_error(x, vae.encode, vae.decode) ** 2  # the shared measure is an RMS
 
 
 class CounterfactualRunner:
@@ -73,7 +72,7 @@ class CounterfactualRunner:
         idx = np.asarray(list(s.indices), dtype=int) if s.indices is not None else np.arange(min(int(s.n_images), len(test)))
         if ((idx < 0) | (idx >= len(test))).any():
             raise UserError(f"counterfactual.indices out of range: the test split has {len(test)} images")
-        name = HydraConfig.get().runtime.choices.get("classifier", "classifier") if HydraConfig.initialized() else "classifier"
+        name = chosen("classifier")
         store = ModelStore(cfg.paths.model_dir)
         stored = to_device(store.get(name, cfg.classifier, data, cfg.dataset, cfg.trainer, int(cfg.seed)))
         model = stored.model

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,7 +21,7 @@ from xai_cli.data.base import ArrayDataModule
 from xai_cli.report.document import Document
 from xai_cli.report.uncertainty_figures import msp_scatter, plane_panels, sample_grid
 from xai_cli.report.writer import RunReport
-from xai_cli.training.store import ModelStore, StoredModel, to_device
+from xai_cli.training.store import ModelStore, StoredModel, chosen, to_device
 from xai_cli.uncertainty.evaluation import evaluate_grid, msp_grid
 
 log = logging.getLogger("xai")
@@ -31,9 +30,8 @@ log = logging.getLogger("xai")
 def _named(cfg: DictConfig, group: str) -> tuple[str, DictConfig]:
     """A model config and its name: the option chosen for `group`, or, for the per-dataset defaults
     (`<group>/for_dataset/<dataset>`), the `name` they declare. The name never enters the store key."""
-    choice = HydraConfig.get().runtime.choices.get(group, group) if HydraConfig.initialized() else group
     plain = OmegaConf.to_container(cfg[group], resolve=True)
-    name = plain.pop("name", None) or choice  # type: ignore[union-attr]
+    name = plain.pop("name", None) or chosen(group)  # type: ignore[union-attr]
     return str(name), OmegaConf.create(plain)
 
 

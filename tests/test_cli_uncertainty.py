@@ -32,11 +32,43 @@ def test_uncertainty_end_to_end_on_moons(tmp_path: Path) -> None:
     assert html.count("data:image/png;base64,") == 2  # the MSP scatter and the plane
     assert {p.name for p in (run / "figures").iterdir()} == {"msp_scatter.png", "plane.png"}
 
-    again = run_xai("uncertainty", *MOONS, root=tmp_path)  # the GAN (and the classifier) come from the store
+    # the GAN (and the classifier) come from the store; this time one test point is explained too
+    again = run_xai("uncertainty", *MOONS, "uncertainty.explain_index=3", root=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "training it" not in again.stderr
     second = load_json(max(run_dirs(tmp_path, "uncertainty")) / "metrics.json")
     assert second["generator"]["from_store"] and second["evaluation"] == e  # same seed, same numbers
+    x = second["explanation"]
+    conditions = [r["msp_condition"] for r in x["row"]]
+    assert x["index"] == 3 and conditions[0] == pytest.approx(x["msp"]) and conditions == sorted(conditions)[::-1]
+    assert x["reconstruction_rmse"] < 0.2  # a 2-D point the generator can reach (the moons span about 3 units)
+
+
+def test_a_test_index_out_of_range_is_one_line_before_anything_trains(tmp_path: Path) -> None:
+    result = run_xai("uncertainty", *MOONS, "uncertainty.explain_index=100000", root=tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "explain_index=100000: the test split has" in errors[0], result.stderr
+    assert "training it" not in result.stderr
+
+
+def test_uncertainty_on_digits_with_stylegan2_lite_explains_an_image_and_scores_realism(tmp_path: Path) -> None:
+    result = run_xai("uncertainty", "generator=stylegan2_lite", "generator.fit.steps=20", "generator.fit.batch_size=16",
+                     "generator.model.generator.channels=[16,16,8,8]", "generator.model.discriminator.channels=[8,8,16,16]",
+                     "trainer.max_epochs=2", "uncertainty.n_per_point=5", "uncertainty.n_realism=200",
+                     "uncertainty.explain_index=7", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = only_run_dir(tmp_path, "uncertainty")
+    m = load_json(run / "metrics.json")
+    assert m["generator"]["name"] == "stylegan2_lite_cnn" and m["generator"]["steps"] == 20
+    r = m["evaluation"]["realism"]
+    assert r["n_images"] == 200 and r["kid_real_vs_real"] < r["kid"]  # 20 steps cannot look real yet
+    x = m["explanation"]
+    assert x["index"] == 7 and 0 < x["reconstruction_rmse"] < 1 and len(x["row"]) >= 2
+    assert {p.name for p in (run / "figures").iterdir()} == {"msp_scatter.png", "samples_msp_1.0.png",
+                                                             "samples_msp_0.7.png", "explained_7.png"}
+    html = (run / "report.html").read_text()
+    assert "KID" in html and "inverted into the generator" in html
 
 
 def test_the_auxiliary_loss_needs_a_differentiable_classifier(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
 from xai_cli.models.generators.mlp_gan import MLPDiscriminator
-from xai_cli.training.gan import GANDiverged, aux_loss
+from xai_cli.training.gan import GANDiverged, aux_loss, translate
 from xai_cli.training.store import ModelStore
 
 
@@ -24,6 +24,21 @@ def test_the_aux_loss_is_zero_exactly_when_the_class_leads_with_the_asked_msp() 
     assert loss[1].item() == pytest.approx(0.2 ** 2, rel=1e-4)  # on top, but less confident than asked
     # p_0 = 0.2 equals the asked MSP, but class 1 leads: the hinge log 0.7 − log 0.2 remains
     assert loss[2].item() == pytest.approx(np.log(0.7 / 0.2), rel=1e-4)
+
+
+def test_translation_shifts_each_image_whole_and_passes_gradients() -> None:
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 3, 4] = 1.0  # one bright pixel per image
+    x.requires_grad_(True)
+    shifted = translate(x, 2)
+    assert shifted.shape == x.shape and torch.equal(shifted.detach().sum((1, 2, 3)), torch.ones(64))
+    where = shifted.detach()[:, 0].flatten(1).argmax(1)
+    dy, dx = where // 8 - 3, where % 8 - 4
+    assert dy.abs().max() == 2 and dx.abs().max() == 2 and len(set(zip(dy.tolist(), dx.tolist()))) > 10
+    shifted.sum().backward()
+    assert torch.equal(x.grad[:, :, 3, 4], torch.ones(64, 1))  # the generator learns through the shift
+    assert translate(x, 0) is x
 
 
 class NaNDiscriminator(MLPDiscriminator):
@@ -46,6 +61,41 @@ def test_a_diverging_run_stops_with_a_clear_message_and_stores_nothing(tmp_path:
     with pytest.raises(GANDiverged, match="diverged at step 1: the discriminator loss is nan"):
         store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+class LateNaNDiscriminator(MLPDiscriminator):
+    """Healthy for `healthy_calls` forward passes (counted across instances), NaN after while `failing`."""
+
+    calls, healthy_calls, failing = 0, 30, True
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        out = super().forward(x, condition)
+        return out * float("nan") if self.failing and self.calls > self.healthy_calls else out
+
+
+def test_a_run_that_diverges_keeps_its_last_good_checkpoint_and_the_same_command_resumes_from_it(
+        tmp_path: Path) -> None:
+    cfg = compose_config("uncertainty", ["dataset=moons", "generator.fit.steps=20", "generator.fit.checkpoint_every=4",
+                                         "generator.fit.r1_gamma=0"])  # no R1: three discriminator calls per step
+    gen_cfg = OmegaConf.merge(cfg.generator, {"model": {"discriminator": {
+        "_target_": f"{__name__}.LateNaNDiscriminator"}}})
+    data = instantiate(cfg.dataset)
+    data.setup()
+    store = ModelStore(tmp_path)
+    LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, True
+    # calls 31–33 are step 11's: the checkpoint of step 8 is the last good one
+    with pytest.raises(GANDiverged, match=r"diverged at step 11: .* last good checkpoint \(step 8\) is kept in"):
+        store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+    assert len(partial) == 1 and (partial[0] / "last.ckpt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("mlp_gan-") and p.is_dir()]  # no store entry
+
+    LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, False
+    stored = store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
+    assert stored.meta["fit"]["steps"] == 20
+    assert LateNaNDiscriminator.calls == 3 * (20 - 8)  # only the steps after the checkpoint were run again
+    assert not partial[0].exists()  # the entry supersedes the checkpoint
 
 
 class Confident:

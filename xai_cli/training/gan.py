@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -44,15 +46,32 @@ def aux_loss(logits: torch.Tensor, labels: torch.Tensor, msp: torch.Tensor) -> t
     return (own.exp() - msp) ** 2 + (other - own).clamp_min(0)
 
 
+def translate(x: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift each image by its own random whole-pixel offset in [-max_shift, max_shift]², zeros coming in
+    (DiffAugment's translation, Zhao et al. 2020): differentiable, so the generator learns through it.
+    What the discriminator sees of real and fake images alike, so it cannot memorise a small training set."""
+    if max_shift <= 0 or x.dim() != 4:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), device=x.device)
+    dx = torch.randint(0, 2 * max_shift + 1, (n, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device)[None, :, None] + dy
+    cols = torch.arange(w, device=x.device)[None, None, :] + dx
+    return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
 class GANModule(L.LightningModule):
     def __init__(self, gan: ConditionalGAN, classifier: Any, lr_g: float, lr_d: float, betas: tuple[float, float],
-                 r1_gamma: float, r1_every: int, ema_beta: float, aux_weight: float) -> None:
+                 r1_gamma: float, r1_every: int, ema_beta: float, aux_weight: float, mapping_lr_mult: float = 1.0,
+                 max_shift: int = 0) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.gan = gan
         self._classifier = [classifier]  # a list: frozen, never a submodule (not trained, not saved with the GAN)
         self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
         self.r1_gamma, self.r1_every, self.ema_beta, self.aux_weight = r1_gamma, int(r1_every), ema_beta, aux_weight
+        self.mapping_lr_mult, self.max_shift = float(mapping_lr_mult), int(max_shift)
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
 
@@ -60,12 +79,25 @@ class GANModule(L.LightningModule):
     def classifier(self) -> Any:
         return self._classifier[0]
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["xai_first_losses"] = self.first  # a resumed run still reports where the losses began
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.first = checkpoint.get("xai_first_losses", {})
+
     def on_train_start(self) -> None:
         if self.aux_weight > 0:
             self.classifier.to(self.device).eval().requires_grad_(False)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.gan.generator.parameters(), lr=self.lr_g, betas=self.betas),
+        g = self.gan.generator
+        mapping = list(g.mapping.parameters()) if hasattr(g, "mapping") else []
+        # StyleGAN's mapping network learns 100× slower than the synthesis network: w must drift slowly
+        # for the styles built on it to stay meaningful
+        groups = [{"params": [p for p in g.parameters() if all(p is not q for q in mapping)]}]
+        if mapping:
+            groups.append({"params": mapping, "lr": self.lr_g * self.mapping_lr_mult})
+        return [torch.optim.Adam(groups, lr=self.lr_g, betas=self.betas),
                 torch.optim.Adam(self.gan.discriminator.parameters(), lr=self.lr_d, betas=self.betas)]
 
     def _check(self, name: str, value: torch.Tensor) -> None:
@@ -86,11 +118,12 @@ class GANModule(L.LightningModule):
         z = self.gan.sample_latent(len(x))
         with torch.no_grad():
             fake = g(z, c_fake)
-        loss_d = F.softplus(d(fake, c_fake)).mean() + F.softplus(-d(x, c_real)).mean()
+        real = translate(x, self.max_shift)
+        loss_d = F.softplus(d(translate(fake, self.max_shift), c_fake)).mean() + F.softplus(-d(real, c_real)).mean()
         self._check("the discriminator loss", loss_d)
         total_d = loss_d
         if self.r1_gamma > 0 and batch_idx % self.r1_every == 0:  # lazy R1 on real data, scaled by its interval
-            real = x.detach().requires_grad_(True)
+            real = real.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(d(real, c_real).sum(), real, create_graph=True)
             total_d = total_d + grad.pow(2).flatten(1).sum(1).mean() * (self.r1_gamma / 2) * self.r1_every
         opt_d.zero_grad()
@@ -109,7 +142,7 @@ class GANModule(L.LightningModule):
             fake_msp = torch.where(torch.rand(len(x), device=x.device) < 0.5, spread, fake_msp)
             c_fake = self.gan.condition(fake_labels, fake_msp)
         fake = g(z, c_fake)
-        loss_g = F.softplus(-d(fake, c_fake)).mean()
+        loss_g = F.softplus(-d(translate(fake, self.max_shift), c_fake)).mean()
         if self.aux_weight > 0:
             aux = aux_loss(self.classifier(fake.reshape(len(x), *self.gan.output_shape)), fake_labels, fake_msp).mean()
         total = loss_g + self.aux_weight * aux
@@ -143,6 +176,10 @@ class StepLines(L.Callback):
 class GANFit:
     """Fits a ConditionalGAN for `steps` generator steps; handed the frozen classifier by the store's caller.
 
+    Checkpoints (Lightning's, optimiser states and EMA included) go to the store's `work_dir` for this
+    entry every `checkpoint_every` steps: an interrupted run resumes there when the same command runs
+    again, and a run that diverges keeps its last good checkpoint.
+
     `condition_class`: `predicted` conditions on the classifier's class, so that (class, MSP) is exactly
     what the classifier says of the image; `true` on the dataset's label (the seed paper's, on MNIST the same
     but for 1 % of images; on noisy data such as moons, a true label the classifier contradicts with high
@@ -150,16 +187,21 @@ class GANFit:
 
     def __init__(self, steps: int = 2000, batch_size: int = 128, lr_g: float = 2e-3, lr_d: float = 2e-3,
                  betas: tuple[float, float] = (0.0, 0.99), r1_gamma: float = 0.1, r1_every: int = 16,
-                 ema_beta: float = 0.995, aux_weight: float = 0.0, condition_class: str = "predicted") -> None:
+                 ema_beta: float = 0.995, aux_weight: float = 0.0, condition_class: str = "predicted",
+                 checkpoint_every: int = 500, mapping_lr_mult: float = 1.0, max_shift: int = 0) -> None:
         if condition_class not in ("predicted", "true"):
             raise UserError(f"condition_class={condition_class}: use predicted or true")
         self.steps, self.batch_size = int(steps), int(batch_size)
         self.lr_g, self.lr_d, self.betas = float(lr_g), float(lr_d), tuple(float(b) for b in betas)
         self.r1_gamma, self.r1_every, self.ema_beta = float(r1_gamma), int(r1_every), float(ema_beta)
         self.aux_weight, self.condition_class = float(aux_weight), condition_class
+        self.checkpoint_every = int(checkpoint_every)
+        self.mapping_lr_mult, self.max_shift = float(mapping_lr_mult), int(max_shift)
+
+    resumable = True  # the store hands `fit` a work_dir for checkpoints
 
     def fit(self, gan: ConditionalGAN, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int, label: str, *,
-            classifier: Any, **_: Any) -> FitResult:
+            classifier: Any, work_dir: Path | None = None, **_: Any) -> FitResult:
         if self.aux_weight > 0 and not isinstance(classifier, torch.nn.Module):
             raise UserError("uncertainty.aux_weight > 0 needs a torch classifier (its gradients); this one has none")
         train = data.split("train")
@@ -170,14 +212,29 @@ class GANFit:
         loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size, shuffle=True,
                             drop_last=len(train) > self.batch_size, generator=generator)
         module = GANModule(gan, classifier, self.lr_g, self.lr_d, self.betas, self.r1_gamma, self.r1_every,
-                           self.ema_beta, self.aux_weight)
+                           self.ema_beta, self.aux_weight, self.mapping_lr_mult, self.max_shift)
         torch.manual_seed(seed)
-        # manual optimisation: Lightning's global_step counts each optimiser's step, two per batch
-        trainer = build_trainer(trainer_cfg, -1, label, max_epochs=-1, max_steps=2 * self.steps,
-                                callbacks=[] if interactive() else [StepLines(label, self.steps)],
-                                limit_train_batches=1.0, limit_val_batches=0, num_sanity_val_steps=0)
+        callbacks: list[L.Callback] = [] if interactive() else [StepLines(label, self.steps)]
+        last = None
+        if work_dir is not None:
+            # manual optimisation: Lightning's global_step counts each optimiser's step, two per batch
+            callbacks.append(ModelCheckpoint(dirpath=work_dir, save_top_k=0, save_last=True,
+                                             every_n_train_steps=2 * self.checkpoint_every))
+            last = Path(work_dir) / "last.ckpt"
+        resume = last if last is not None and last.exists() else None
+        if resume is not None:
+            log.info("%s: resuming from its checkpoint %s", label, resume)
+        trainer = build_trainer(trainer_cfg, -1, label, max_epochs=-1, max_steps=2 * self.steps, callbacks=callbacks,
+                                enable_checkpointing=work_dir is not None, limit_train_batches=1.0,
+                                limit_val_batches=0, num_sanity_val_steps=0)
         start = time.perf_counter()
-        trainer.fit(module, train_dataloaders=loader)
+        try:
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=resume)
+        except GANDiverged as exc:
+            if last is not None and last.exists():
+                step = torch.load(last, map_location="cpu", weights_only=False)["global_step"] // 2
+                raise GANDiverged(f"{exc}; the last good checkpoint (step {step}) is kept in {last}") from None
+            raise
         elapsed = time.perf_counter() - start
         gan.cpu().eval()
         return FitResult(elapsed, {"steps": trainer.global_step // 2,

@@ -153,6 +153,11 @@ class ModelStore:
         log.info("%s: not in the store, training it (%s)", name, entry.name)
         model = self._build(model_cfg, seed)
         fitter = instantiate(model_cfg.fit)
+        # fitters that checkpoint (long GAN runs) keep their checkpoints beside the entry-to-be: a run that
+        # is interrupted or diverges leaves them there, and the same command resumes from them
+        work_dir = self.root / f".partial-{entry.name}"
+        if getattr(fitter, "resumable", False):
+            context = {**context, "work_dir": work_dir}
         result = fitter.fit(model, data, trainer_cfg, seed, name, **context)
         tmp = self.root / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -176,6 +181,7 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        shutil.rmtree(work_dir, ignore_errors=True)  # the entry supersedes any checkpoints
         return model, meta
 
 

@@ -24,6 +24,8 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
 # inside Lightning itself.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
+# GAN checkpoints hold the state after a step's updates, which is what resuming wants
+warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
 
 
 class EpochLines(L.Callback):

@@ -76,18 +76,24 @@ class ModulatedConv2d(nn.Module):
 
 
 class StyledLayer(nn.Module):
-    """Modulated 3×3 convolution, per-pixel noise with a learned strength, bias, leaky ReLU."""
+    """Modulated 3×3 convolution, per-pixel noise with a learned strength, bias, leaky ReLU.
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int) -> None:
+    The noise is fresh per sample while training and a fixed map in eval mode (StyleGAN2's `noise_mode=
+    'const'`): a trained generator is then a function of (z, condition) alone, so samples, inversions and
+    metrics repeat exactly."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim)
         self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         x = self.conv(x, w)
-        x = x + self.noise_strength * torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device)
+        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device) if self.training else self.noise_const
+        x = x + self.noise_strength * noise
         return self.act(x + self.bias[None, :, None, None]) * math.sqrt(2)  # gain keeps the variance
 
 
@@ -103,8 +109,9 @@ class StyleGAN2Generator(nn.Module):
         self.layers = nn.ModuleList()
         self.to_image = nn.ModuleList()
         for i, ch in enumerate(channels):  # resolutions 4, 8, 16, 32 for four entries
-            first = StyledLayer(channels[i - 1] if i else channels[0], ch, w_dim)
-            self.layers.append(nn.ModuleList([first, StyledLayer(ch, ch, w_dim)]))
+            resolution = 4 * 2 ** i
+            first = StyledLayer(channels[i - 1] if i else channels[0], ch, w_dim, resolution)
+            self.layers.append(nn.ModuleList([first, StyledLayer(ch, ch, w_dim, resolution)]))
             self.to_image.append(ModulatedConv2d(ch, self.out_channels, 1, w_dim, demodulate=False))
         self.native = 4 * 2 ** (len(channels) - 1)
 

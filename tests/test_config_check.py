@@ -73,3 +73,15 @@ def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
 def test_groups_are_discovered() -> None:
     groups = config_groups(CONFIG_DIR)
     assert {"dataset", "classifier", "classifiers", "trainer", "analysis", "paths", "experiment"} <= groups
+
+
+@pytest.mark.parametrize("experiment", ["uncertainty_mnist_corrupted", "uncertainty_gpu"])
+def test_the_uncertainty_presets_compose_into_their_settings(experiment: str) -> None:
+    from tests.conftest import compose_config
+
+    cfg = compose_config("uncertainty", [f"experiment={experiment}"])
+    assert cfg.dataset._target_.endswith("CorruptedMNISTDataModule")
+    assert cfg.generator.model.generator._target_.endswith("StyleGAN2Generator")
+    # the latent size reaches the container, the generator and its mapping alike
+    assert cfg.generator.model.latent_dim == cfg.generator.model.generator.latent_dim == cfg.generator.latent_dim
+    assert cfg.generator.fit.steps >= 8000

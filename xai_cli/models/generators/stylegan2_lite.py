@@ -17,6 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _unit_gain(module: nn.Module) -> None:
+    """He-normal weights and zero biases for every linear and convolutional layer in `module`.
+
+    StyleGAN2 keeps activations at unit variance through every layer (its equalised learning rate); torch's
+    default initialisation shrinks them by about √3 per layer, so w, and with it the styles, would start
+    nearly constant: the generator then learns to ignore z and draws one image per condition."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def _fit_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """Centre-crop or zero-pad the last two dimensions to `size` (28 px data ↔ the 32 px networks)."""
     diff = size - x.shape[-1]
@@ -38,6 +51,7 @@ class MappingNetwork(nn.Module):
         for i in range(layers):
             blocks += [nn.Linear(2 * latent_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*blocks)
+        _unit_gain(self)
 
     @staticmethod
     def _normalise(v: torch.Tensor) -> torch.Tensor:
@@ -57,7 +71,8 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.affine = nn.Linear(w_dim, in_channels)
-        nn.init.ones_(self.affine.bias)  # styles start at 1: the plain convolution
+        nn.init.normal_(self.affine.weight, std=1 / math.sqrt(w_dim))  # styles vary ~±1 with w from the start
+        nn.init.ones_(self.affine.bias)  # styles centred on 1: the plain convolution
         self.scale = 1 / math.sqrt(in_channels * kernel_size ** 2)  # equalised learning rate
         self.demodulate, self.padding = demodulate, kernel_size // 2
 
@@ -182,6 +197,7 @@ class StyleGAN2Discriminator(nn.Module):
         self.act_dense = nn.LeakyReLU(0.2)
         self.out = nn.Linear(features, 1)
         self.embed = nn.Linear(num_classes + 1, features, bias=False)
+        _unit_gain(self)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.act_in(self.from_image(_fit_to(x - 0.5, self.native))))

@@ -96,10 +96,11 @@ class UncertaintyRunner:
                                                              f"samples_msp_{m}")
         explanation = None
         if explain_index is not None:
-            explanation = self._explain(gan, classifier, test, int(explain_index), grid, int(cfg.seed))
-            if len(data.input_shape) == 3:
-                figures["explained"] = report.save_figure(explanation.pop("figure"), f"explained_{explain_index}")
-            explanation.pop("figure", None)
+            explanation = self._explain(gan, classifier, test, int(explain_index), grid, int(cfg.seed),
+                                        use_label=s.condition_class == "true", **s.inversion)
+            figure = explanation.pop("figure", None)
+            if figure is not None:
+                figures["explained"] = report.save_figure(figure, f"explained_{explain_index}")
         fit = gan_stored.meta["fit"]
         metrics = {
             "command": "uncertainty",
@@ -154,7 +155,7 @@ class UncertaintyRunner:
         """KID of generated vs real test images in the classifier's penultimate features, and the same for
         real training vs real test images (the floor a perfect generator would reach)."""
         if not isinstance(classifier, torch.nn.Module):
-            return None  # no features to compare in (e.g. an SVM): the report says n/a
+            return None  # no features to compare in (e.g. an SVM): no realism score
         features = PenultimateFeatures(classifier)
         n = len(fake)
         device = next(classifier.parameters()).device
@@ -166,23 +167,26 @@ class UncertaintyRunner:
                 "n_images": n, "features": "the classifier's penultimate layer (input of its last linear layer)"}
 
     @staticmethod
-    def _explain(gan: Any, classifier: Any, test: Any, index: int, grid: np.ndarray, seed: int) -> dict[str, Any]:
-        """Invert test image `index` at its own (class, MSP), then lower the MSP condition along the grid."""
+    def _explain(gan: Any, classifier: Any, test: Any, index: int, grid: np.ndarray, seed: int,
+                 use_label: bool, **inversion: Any) -> dict[str, Any]:
+        """Invert test image `index` at its own condition (class as the GAN was conditioned: predicted, or the
+        label with `use_label`; the classifier's MSP), then lower the MSP condition along the grid."""
         x = test.x[index]
         probs = np.asarray(classifier.predict_proba(x[None]))[0]
-        label, msp = int(probs.argmax()), float(probs.max())
+        label, msp = int(test.y[index]) if use_label else int(probs.argmax()), float(probs.max())
 
         def generate(z: torch.Tensor, labels: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
             return gan.generate(z, labels, m).cpu()
 
-        inverted = invert(generate, x, label, msp, gan.latent_dim, seed=seed)
+        inverted = invert(generate, x, label, msp, gan.latent_dim, seed=seed, **inversion)
         msps = np.array([msp] + [m for m in grid[::-1] if m < msp - 1e-6])
         images, row_probs = lower_confidence(generate, classifier.predict_proba, inverted, label, msps)
         log.info("test image %d inverted (RMSE %.3f); MSP condition %.2f → %.2f gives MSP %.2f → %.2f", index,
                  inverted.rmse, msps[0], msps[-1], row_probs[0].max(), row_probs[-1].max())
         row = [{"msp_condition": float(m), "prediction": int(p.argmax()), "msp": float(p.max()),
                 "p_class": float(p[label])} for m, p in zip(msps, row_probs)]
-        out: dict[str, Any] = {"index": index, "label": int(test.y[index]), "prediction": label, "msp": msp,
+        out: dict[str, Any] = {"index": index, "label": int(test.y[index]), "prediction": int(probs.argmax()),
+                               "condition_class": label, "msp": msp,
                                "reconstruction_rmse": inverted.rmse, "row": row}
         if x.dim() == 3:
             captions = [f"test #{index}: {label} ({msp:.2f})"] + \
@@ -245,7 +249,7 @@ class UncertaintyRunner:
                           f"{x['msp']:.3f}) inverted into the generator's latent space (pixel RMSE "
                           f"{x['reconstruction_rmse']:.3f}), then generated with the same latent and class at "
                           f"lower MSP conditions:")
-            doc.table(["MSP condition", "prediction", "MSP", f"p(class {x['prediction']})"],
+            doc.table(["MSP condition", "prediction", "MSP", f"p(class {x['condition_class']})"],
                       [[r["msp_condition"], r["prediction"], r["msp"], r["p_class"]] for r in x["row"]])
             if "explained" in metrics["figures"]:
                 doc.figure(metrics["figures"]["explained"], "The test image, then the generator's version of it at "

@@ -12,7 +12,9 @@ from xai_cli.models.generators.conditional_gan import ConditionalGAN
 
 
 def build(dataset: str) -> ConditionalGAN:
-    cfg = compose_config("uncertainty", [f"dataset={dataset}"])
+    # on 28 px images the default is stylegan2_lite: ask for the MLP one
+    image_gan = [] if dataset == "moons" else ["generator=mlp_gan_images"]
+    cfg = compose_config("uncertainty", [f"dataset={dataset}", *image_gan])
     torch.manual_seed(0)
     return instantiate(cfg.generator.model)
 

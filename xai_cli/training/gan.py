@@ -49,7 +49,7 @@ def aux_loss(logits: torch.Tensor, labels: torch.Tensor, msp: torch.Tensor) -> t
 def translate(x: torch.Tensor, max_shift: int) -> torch.Tensor:
     """Shift each image by its own random whole-pixel offset in [-max_shift, max_shift]², zeros coming in
     (DiffAugment's translation, Zhao et al. 2020): differentiable, so the generator learns through it.
-    What the discriminator sees of real and fake images alike, so it cannot memorise a small training set."""
+    Applied to real and fake images alike before the discriminator, so it cannot memorise a small training set."""
     if max_shift <= 0 or x.dim() != 4:
         return x
     n, _, h, w = x.shape

@@ -67,3 +67,43 @@ def test_styles_start_at_unit_scale_so_the_latent_moves_them() -> None:
     with torch.no_grad():
         styles = conv.affine(mapping(torch.randn(512, 64), condition))
     assert styles.std(0).mean() > 0.4 and styles.mean().item() == pytest.approx(1.0, abs=0.2)
+
+
+def _quiet_generator(mixing_prob: float) -> StyleGAN2Generator:
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(latent_dim=16, num_classes=10, output_shape=(1, 28, 28), w_dim=32,
+                           channels=(16, 16, 8, 8), mixing_prob=mixing_prob)
+    with torch.no_grad():
+        for layer in g.modules():
+            if hasattr(layer, "noise_strength"):
+                layer.noise_strength.fill_(0.0)  # no per-pixel noise: only the styles differ
+    return g
+
+
+def test_style_mixing_changes_training_samples_only() -> None:
+    mixing, plain = _quiet_generator(1.0), _quiet_generator(0.0)
+    z, c = torch.randn(8, 16), condition_vector(torch.arange(8), torch.ones(8), 10)
+    with torch.no_grad():
+        assert torch.equal(mixing.eval()(z, c), plain.eval()(z, c))  # sampling never mixes
+        torch.manual_seed(1)
+        mixed = mixing.train()(z, c)
+        torch.manual_seed(1)
+        unmixed = plain.train()(z, c)
+        # the same w for every block through synthesis is exactly the plain forward
+        ws = plain.mapping(z, c)[:, None].expand(-1, plain.num_ws, -1)
+        assert torch.allclose(plain.synthesis(ws), unmixed)
+    assert not torch.allclose(mixed, unmixed)
+
+
+def test_the_path_length_penalty_reaches_the_mapping_and_tracks_its_mean() -> None:
+    from xai_cli.models.generators.conditional_gan import ConditionalGAN
+    from xai_cli.training.gan import GANModule
+
+    g = _quiet_generator(0.0)
+    d = StyleGAN2Discriminator(num_classes=10, input_shape=(1, 28, 28), channels=(8, 8, 16, 16), features=16)
+    module = GANModule(ConditionalGAN(g, d, 16, 10, (1, 28, 28)), None, 1e-3, 1e-3, (0.0, 0.99), 0.0, 16, 0.99,
+                       0.0, pl_weight=2.0)
+    penalty = module.path_length_penalty(condition_vector(torch.arange(8), torch.ones(8), 10))
+    assert torch.isfinite(penalty) and penalty > 0 and module.pl_mean > 0
+    penalty.backward()
+    assert g.mapping.net[0].weight.grad is not None and g.mapping.net[0].weight.grad.abs().sum() > 0

@@ -12,6 +12,7 @@ probability of the conditioned class on fakes to the MSP condition, with a hinge
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def translate(x: torch.Tensor, max_shift: int) -> torch.Tensor:
 class GANModule(L.LightningModule):
     def __init__(self, gan: ConditionalGAN, classifier: Any, lr_g: float, lr_d: float, betas: tuple[float, float],
                  r1_gamma: float, r1_every: int, ema_beta: float, aux_weight: float, mapping_lr_mult: float = 1.0,
-                 max_shift: int = 0) -> None:
+                 max_shift: int = 0, pl_weight: float = 0.0, pl_every: int = 4) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.gan = gan
@@ -72,6 +73,7 @@ class GANModule(L.LightningModule):
         self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
         self.r1_gamma, self.r1_every, self.ema_beta, self.aux_weight = r1_gamma, int(r1_every), ema_beta, aux_weight
         self.mapping_lr_mult, self.max_shift = float(mapping_lr_mult), int(max_shift)
+        self.pl_weight, self.pl_every, self.pl_mean = float(pl_weight), int(pl_every), 0.0
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
 
@@ -81,9 +83,26 @@ class GANModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["xai_first_losses"] = self.first  # a resumed run still reports where the losses began
+        checkpoint["xai_pl_mean"] = self.pl_mean
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.first = checkpoint.get("xai_first_losses", {})
+        self.pl_mean = checkpoint.get("xai_pl_mean", 0.0)
+
+    def path_length_penalty(self, condition: torch.Tensor) -> torch.Tensor:
+        """StyleGAN2's path-length regularisation: a fixed-size step in w should move the image by a fixed
+        amount, whatever w. |J_wᵀ y| for random image-space directions y, pulled towards its running mean;
+        on half the batch, as in StyleGAN2."""
+        g = self.gan.generator
+        n = max(1, len(condition) // 2)
+        w = g.mapping(self.gan.sample_latent(n), condition[:n])
+        ws = w[:, None].expand(-1, g.num_ws, -1)
+        images = g.synthesis(ws)
+        directions = torch.randn_like(images) / math.sqrt(images.shape[-2] * images.shape[-1])
+        (grad,) = torch.autograd.grad((images * directions).sum(), ws, create_graph=True)
+        lengths = grad.pow(2).sum(2).mean(1).sqrt()
+        self.pl_mean += 0.01 * (float(lengths.mean().detach()) - self.pl_mean)
+        return (lengths - self.pl_mean).pow(2).mean()
 
     def on_train_start(self) -> None:
         if self.aux_weight > 0:
@@ -146,6 +165,8 @@ class GANModule(L.LightningModule):
         if self.aux_weight > 0:
             aux = aux_loss(self.classifier(fake.reshape(len(x), *self.gan.output_shape)), fake_labels, fake_msp).mean()
         total = loss_g + self.aux_weight * aux
+        if self.pl_weight > 0 and batch_idx % self.pl_every == 0 and hasattr(g, "synthesis"):  # lazy, scaled
+            total = total + self.path_length_penalty(c_fake) * self.pl_weight * self.pl_every
         self._check("the generator loss", total)
         opt_g.zero_grad()
         self.manual_backward(total)
@@ -188,7 +209,8 @@ class GANFit:
     def __init__(self, steps: int = 2000, batch_size: int = 128, lr_g: float = 2e-3, lr_d: float = 2e-3,
                  betas: tuple[float, float] = (0.0, 0.99), r1_gamma: float = 0.1, r1_every: int = 16,
                  ema_beta: float = 0.995, aux_weight: float = 0.0, condition_class: str = "predicted",
-                 checkpoint_every: int = 500, mapping_lr_mult: float = 1.0, max_shift: int = 0) -> None:
+                 checkpoint_every: int = 500, mapping_lr_mult: float = 1.0, max_shift: int = 0,
+                 pl_weight: float = 0.0, pl_every: int = 4) -> None:
         if condition_class not in ("predicted", "true"):
             raise UserError(f"condition_class={condition_class}: use predicted or true")
         self.steps, self.batch_size = int(steps), int(batch_size)
@@ -197,6 +219,7 @@ class GANFit:
         self.aux_weight, self.condition_class = float(aux_weight), condition_class
         self.checkpoint_every = int(checkpoint_every)
         self.mapping_lr_mult, self.max_shift = float(mapping_lr_mult), int(max_shift)
+        self.pl_weight, self.pl_every = float(pl_weight), int(pl_every)
 
     resumable = True  # the store hands `fit` a work_dir for checkpoints
 
@@ -212,7 +235,8 @@ class GANFit:
         loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size, shuffle=True,
                             drop_last=len(train) > self.batch_size, generator=generator)
         module = GANModule(gan, classifier, self.lr_g, self.lr_d, self.betas, self.r1_gamma, self.r1_every,
-                           self.ema_beta, self.aux_weight, self.mapping_lr_mult, self.max_shift)
+                           self.ema_beta, self.aux_weight, self.mapping_lr_mult, self.max_shift, self.pl_weight,
+                           self.pl_every)
         torch.manual_seed(seed)
         callbacks: list[L.Callback] = [] if interactive() else [StepLines(label, self.steps)]
         last = None

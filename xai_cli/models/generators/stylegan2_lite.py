@@ -116,8 +116,10 @@ class StyleGAN2Generator(nn.Module):
     """4×4 constant → blocks (upsample, two styled layers) per resolution up to 32 px, to-image skips."""
 
     def __init__(self, latent_dim: int, num_classes: int, output_shape: Sequence[int], w_dim: int = 128,
-                 channels: Sequence[int] = (128, 128, 64, 32), mapping_layers: int = 2) -> None:
+                 channels: Sequence[int] = (128, 128, 64, 32), mapping_layers: int = 2,
+                 mixing_prob: float = 0.0) -> None:
         super().__init__()
+        self.mixing_prob = float(mixing_prob)
         self.out_channels, self.size = int(output_shape[0]), int(output_shape[-1])
         self.mapping = MappingNetwork(latent_dim, num_classes + 1, w_dim, mapping_layers)
         self.const = nn.Parameter(torch.randn(1, channels[0], 4, 4))
@@ -130,11 +132,31 @@ class StyleGAN2Generator(nn.Module):
             self.to_image.append(ModulatedConv2d(ch, self.out_channels, 1, w_dim, demodulate=False))
         self.native = 4 * 2 ** (len(channels) - 1)
 
+    @property
+    def num_ws(self) -> int:
+        """One w per resolution block (its two styled layers and its to-image share it)."""
+        return len(self.layers)
+
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         w = self.mapping(z, condition)
-        x = self.const.expand(len(z), -1, -1, -1)
+        ws = w[:, None].expand(-1, self.num_ws, -1)
+        if self.training and self.mixing_prob > 0 and self.num_ws > 1:
+            # style mixing regularisation: for a share of the batch, the blocks from a random one on take the
+            # w of another latent (same condition), so that neighbouring resolutions do not learn to rely on
+            # each other's styles. Per block here, per layer in StyleGAN2.
+            other = self.mapping(torch.randn_like(z), condition)
+            cross = torch.randint(1, self.num_ws, (len(z), 1), device=z.device)
+            mixed = (torch.rand(len(z), 1, device=z.device) < self.mixing_prob) \
+                & (torch.arange(self.num_ws, device=z.device)[None] >= cross)
+            ws = torch.where(mixed[..., None], other[:, None], ws)
+        return self.synthesis(ws)
+
+    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
+        """Images from per-block styles ws (N, num_ws, w_dim)."""
+        x = self.const.expand(len(ws), -1, -1, -1)
         image = None
         for i, ((first, second), to_image) in enumerate(zip(self.layers, self.to_image)):
+            w = ws[:, i]
             if i:
                 x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
             x = second(first(x, w), w)

@@ -214,12 +214,14 @@ class GANFit:
         if condition_class not in ("predicted", "true"):
             raise UserError(f"condition_class={condition_class}: use predicted or true")
         self.steps, self.batch_size = int(steps), int(batch_size)
-        self.lr_g, self.lr_d, self.betas = float(lr_g), float(lr_d), tuple(float(b) for b in betas)
-        self.r1_gamma, self.r1_every, self.ema_beta = float(r1_gamma), int(r1_every), float(ema_beta)
         self.aux_weight, self.condition_class = float(aux_weight), condition_class
         self.checkpoint_every = int(checkpoint_every)
-        self.mapping_lr_mult, self.max_shift = float(mapping_lr_mult), int(max_shift)
-        self.pl_weight, self.pl_every = float(pl_weight), int(pl_every)
+        # what the LightningModule itself needs, handed on as is
+        self.module_settings: dict[str, Any] = {
+            "lr_g": float(lr_g), "lr_d": float(lr_d), "betas": tuple(float(b) for b in betas),
+            "r1_gamma": float(r1_gamma), "r1_every": int(r1_every), "ema_beta": float(ema_beta),
+            "aux_weight": self.aux_weight, "mapping_lr_mult": float(mapping_lr_mult), "max_shift": int(max_shift),
+            "pl_weight": float(pl_weight), "pl_every": int(pl_every)}
 
     resumable = True  # the store hands `fit` a work_dir for checkpoints
 
@@ -234,9 +236,7 @@ class GANFit:
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size, shuffle=True,
                             drop_last=len(train) > self.batch_size, generator=generator)
-        module = GANModule(gan, classifier, self.lr_g, self.lr_d, self.betas, self.r1_gamma, self.r1_every,
-                           self.ema_beta, self.aux_weight, self.mapping_lr_mult, self.max_shift, self.pl_weight,
-                           self.pl_every)
+        module = GANModule(gan, classifier, **self.module_settings)
         torch.manual_seed(seed)
         callbacks: list[L.Callback] = [] if interactive() else [StepLines(label, self.steps)]
         last = None

@@ -12,6 +12,7 @@ machine state. Targets (2 CPU cores) are printed beside the figures.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import statistics
 import time
@@ -106,7 +107,8 @@ def main() -> None:
     model = load_classifiers(cfg, data)["cnn"].model.eval()
     test, train = data.split("test"), data.split("train")
     background = train.x[np.random.default_rng(0).choice(len(train), 100, replace=False)]
-    plain = plain_calls(model, background)
+    # the plain calls get their own copy: xai's path switches the model's layout (use_fast_layout) in place
+    plain = plain_calls(copy.deepcopy(model), background)
     print(f"MNIST cnn, {torch.get_num_threads()} threads, 100 background images; images/s (higher is better)")
     print(f"{'method':22s} {'images':>6s} {'xai':>10s} {'plain':>10s} {'xai/plain':>9s}  target")
     for name in names:

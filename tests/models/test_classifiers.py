@@ -44,6 +44,23 @@ def test_torch_classifier_shapes_and_probabilities(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", TORCH)
+def test_the_explainers_fast_layout_keeps_every_classifiers_function(name: str) -> None:
+    """Explainers switch torch models to channels-last in place (speed); the function must not change."""
+    from xai_cli.explainers.base import use_fast_layout
+
+    c = 3 if name == "densenet121" else 1
+    model = build(name, *(["dataset.channels=3"] if c == 3 else [])).eval()
+    x = torch.rand(4, c, 28, 28)
+    with torch.no_grad():
+        before = model(x)
+        use_fast_layout(model)
+        after = model(x)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", TORCH)
 def test_each_activation_module_is_used_once_and_not_in_place(name: str) -> None:
     """shap's DeepExplainer and captum's DeepLift need one activation module per use, never in-place."""
     model = build(name, *(["dataset.channels=3"] if name == "densenet121" else [])).eval()

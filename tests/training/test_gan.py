@@ -21,9 +21,18 @@ def test_the_aux_loss_is_zero_exactly_when_the_class_leads_with_the_asked_msp() 
     labels, msp = torch.tensor([0, 0, 0]), torch.tensor([0.7, 0.9, 0.2])
     loss = aux_loss(probs.log(), labels, msp)
     assert loss[0].item() == pytest.approx(0.0, abs=1e-6)
-    assert loss[1].item() == pytest.approx(0.2 ** 2, rel=1e-4)  # on top, but less confident than asked
+    # on top, but less confident than asked: the Bernoulli KL of 0.9 from 0.7
+    assert loss[1].item() == pytest.approx(0.9 * np.log(0.9 / 0.7) + 0.1 * np.log(0.1 / 0.3), rel=1e-4)
     # p_0 = 0.2 equals the asked MSP, but class 1 leads: the hinge log 0.7 − log 0.2 remains
     assert loss[2].item() == pytest.approx(np.log(0.7 / 0.2), rel=1e-4)
+
+
+def test_the_aux_loss_still_pulls_a_saturated_classifier_down() -> None:
+    # a confident classifier (p ≈ 1) asked for MSP 0.5: the pull on the label's logit is p − msp ≈ 0.5
+    # (a squared error on the probability would give 2(p − msp)·p(1 − p) ≈ 2e-9 and teach nothing)
+    logits = torch.tensor([[20.0, 0.0, 0.0]], requires_grad=True)
+    aux_loss(logits, torch.tensor([0]), torch.tensor([0.5])).sum().backward()
+    assert logits.grad[0, 0].item() == pytest.approx(0.5, abs=1e-3)
 
 
 def test_translation_shifts_each_image_whole_and_passes_gradients() -> None:

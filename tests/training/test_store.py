@@ -74,6 +74,15 @@ def test_key_covers_what_determines_a_model_and_nothing_else() -> None:
         assert key(_cfg(same)) == key(base), same
 
 
+def test_a_fitter_that_changed_its_training_retires_its_old_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xai_cli.training.fit import LightningFit
+
+    cfg = _cfg()
+    before = model_key(cfg.classifiers.cnn, cfg.dataset, cfg.trainer, cfg.seed)
+    monkeypatch.setattr(LightningFit, "store_revision", 1, raising=False)
+    assert model_key(cfg.classifiers.cnn, cfg.dataset, cfg.trainer, cfg.seed) != before
+
+
 def test_same_seed_same_weights_different_seed_different_weights(tmp_path: Path) -> None:
     a, data = _get(ModelStore(tmp_path / "a"), _cfg("classifiers=[small_cnn]"))
     b, _ = _get(ModelStore(tmp_path / "b"), _cfg("classifiers=[small_cnn]"), data=data)

@@ -6,7 +6,8 @@ Losses are StyleGAN2's: non-saturating logistic for both players, a lazy R1 pena
 generator step. Real images carry their own condition (label, MSP of the frozen classifier); fake
 conditions are the (label, MSP) pairs of other, randomly drawn real images, so they follow the real
 distribution. `aux_weight` > 0 adds the seed paper's suggested next step: a term pulling the classifier's
-probability of the conditioned class on fakes to the MSP condition, with a hinge keeping that class on top.
+probability of the conditioned class on fakes to the MSP condition (a Bernoulli KL, in logit space), with a
+hinge keeping that class on top.
 """
 
 from __future__ import annotations
@@ -40,11 +41,21 @@ class GANDiverged(UserError):
 
 
 def aux_loss(logits: torch.Tensor, labels: torch.Tensor, msp: torch.Tensor) -> torch.Tensor:
-    """Per sample: (p_label − msp)², plus how far the label's log-probability trails the best other class."""
+    """Per sample: KL(Bernoulli(msp) ‖ Bernoulli(p_label)), plus how far the label's log-probability trails
+    the best other class.
+
+    In logit space on purpose: its gradient on the label's logit is p_label − msp, whatever the classifier's
+    saturation, where a squared error on the probability, (p − msp)², is scaled by p(1 − p) and vanishes on a
+    confident classifier (p ≈ 1): the generator then barely learns to lower the MSP. Only the label's share
+    is asked for; how the rest spreads over the other classes is left to the generator.
+    """
     log_p = F.log_softmax(logits, 1)
     own = log_p.gather(1, labels[:, None])[:, 0]
-    other = log_p.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).max(1).values
-    return (own.exp() - msp) ** 2 + (other - own).clamp_min(0)
+    others = log_p.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+    log_rest = others.logsumexp(1)  # log(1 − p_label), stable when p_label → 1
+    m = msp.clamp(1e-6, 1 - 1e-6)
+    kl = m * (m.log() - own) + (1 - m) * ((1 - m).log() - log_rest)
+    return kl + (others.max(1).values - own).clamp_min(0)
 
 
 def translate(x: torch.Tensor, max_shift: int) -> torch.Tensor:
@@ -205,6 +216,8 @@ class GANFit:
     what the classifier says of the image; `true` on the dataset's label (the seed paper's, on MNIST the same
     but for 1 % of images; on noisy data such as moons, a true label the classifier contradicts with high
     confidence is a condition no sample can satisfy)."""
+
+    store_revision = 1  # 1: the auxiliary term became a Bernoulli KL (it was a squared error on the probability)
 
     def __init__(self, steps: int = 2000, batch_size: int = 128, lr_g: float = 2e-3, lr_d: float = 2e-3,
                  betas: tuple[float, float] = (0.0, 0.99), r1_gamma: float = 0.1, r1_every: int = 16,

@@ -23,7 +23,7 @@ import lightning.pytorch as L
 import torch
 from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import xai_cli
@@ -49,6 +49,12 @@ def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictC
     # the "classifier" key names any stored model's config (kept so existing store entries stay valid)
     payload = {"format": STORE_FORMAT, "classifier": _plain(model_cfg), "dataset": dataset,
                "trainer": trainer, "seed": int(seed)}
+    # a fitter whose training changed under the same settings says so, and its older entries stop matching
+    # (added only when set, so that every other entry keeps its key)
+    target = model_cfg.get("fit", {}).get("_target_")
+    revision = getattr(get_class(target), "store_revision", 0) if target else 0
+    if revision:
+        payload["fit_revision"] = revision
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

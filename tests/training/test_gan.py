@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
+from xai_cli.errors import UserError
 from xai_cli.models.generators.mlp_gan import MLPDiscriminator
 from xai_cli.training.gan import GANDiverged, aux_loss, translate
 from xai_cli.training.store import ModelStore
@@ -70,6 +71,15 @@ def test_a_diverging_run_stops_with_a_clear_message_and_stores_nothing(tmp_path:
     with pytest.raises(GANDiverged, match="diverged at step 1: the discriminator loss is nan"):
         store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_path_length_regularisation_on_a_generator_without_a_synthesis_network_is_refused(tmp_path: Path) -> None:
+    cfg = compose_config("uncertainty", ["dataset=moons", "generator.fit.steps=2", "+generator.fit.pl_weight=2"])
+    data = instantiate(cfg.dataset)
+    data.setup()
+    with pytest.raises(UserError, match="pl_weight > 0 needs a generator with a mapping and a synthesis"):
+        ModelStore(tmp_path).get("mlp_gan", cfg.generator, data, cfg.dataset, cfg.trainer, 0,
+                                 context={"classifier": Uniform()})
 
 
 class LateNaNDiscriminator(MLPDiscriminator):

@@ -106,8 +106,7 @@ class GANModule(L.LightningModule):
         on half the batch, as in StyleGAN2."""
         g = self.gan.generator
         n = max(1, len(condition) // 2)
-        w = g.mapping(self.gan.sample_latent(n), condition[:n])
-        ws = w[:, None].expand(-1, g.num_ws, -1)
+        ws = g.per_block(g.mapping(self.gan.sample_latent(n), condition[:n]))
         images = g.synthesis(ws)
         directions = torch.randn_like(images) / math.sqrt(images.shape[-2] * images.shape[-1])
         (grad,) = torch.autograd.grad((images * directions).sum(), ws, create_graph=True)
@@ -176,7 +175,7 @@ class GANModule(L.LightningModule):
         if self.aux_weight > 0:
             aux = aux_loss(self.classifier(fake.reshape(len(x), *self.gan.output_shape)), fake_labels, fake_msp).mean()
         total = loss_g + self.aux_weight * aux
-        if self.pl_weight > 0 and batch_idx % self.pl_every == 0 and hasattr(g, "synthesis"):  # lazy, scaled
+        if self.pl_weight > 0 and batch_idx % self.pl_every == 0:  # lazy, scaled
             total = total + self.path_length_penalty(c_fake) * self.pl_weight * self.pl_every
         self._check("the generator loss", total)
         opt_g.zero_grad()
@@ -242,6 +241,9 @@ class GANFit:
             classifier: Any, work_dir: Path | None = None, **_: Any) -> FitResult:
         if self.aux_weight > 0 and not isinstance(classifier, torch.nn.Module):
             raise UserError("uncertainty.aux_weight > 0 needs a torch classifier (its gradients); this one has none")
+        if self.module_settings["pl_weight"] > 0 and not hasattr(gan.generator, "synthesis"):
+            raise UserError("generator.fit.pl_weight > 0 needs a generator with a mapping and a synthesis network "
+                            "(generator=stylegan2_lite); this one has none")
         train = data.split("train")
         probs = np.asarray(classifier.predict_proba(train.x))
         msp = torch.from_numpy(probs.max(1)).float()

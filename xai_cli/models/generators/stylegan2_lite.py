@@ -137,9 +137,12 @@ class StyleGAN2Generator(nn.Module):
         """One w per resolution block (its two styled layers and its to-image share it)."""
         return len(self.layers)
 
+    def per_block(self, w: torch.Tensor) -> torch.Tensor:
+        """The same w (N, w_dim) for every block: the styles (N, num_ws, w_dim) synthesis takes."""
+        return w[:, None].expand(-1, self.num_ws, -1)
+
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        w = self.mapping(z, condition)
-        ws = w[:, None].expand(-1, self.num_ws, -1)
+        ws = self.per_block(self.mapping(z, condition))
         if self.training and self.mixing_prob > 0 and self.num_ws > 1:
             # style mixing regularisation: for a share of the batch, the blocks from a random one on take the
             # w of another latent (same condition), so that neighbouring resolutions do not learn to rely on

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from xai_cli.config import CONFIG_DIR
 from xai_cli.config_check import preflight
 from xai_cli.errors import UserError
 from xai_cli.report import sweep
@@ -29,12 +30,6 @@ from xai_cli.report.writer import RunReport, atomic_write
 log = logging.getLogger("xai")
 
 
-def _config_dir() -> Path:
-    packaged = Path(__file__).parent / "configs"  # inside a built wheel
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
-
-
-CONFIG_DIR = _config_dir()
 
 
 class RunFailed(Exception):

@@ -1,22 +1,20 @@
-"""What every runner provides: run the analysis, and render its report from metrics.json alone."""
+"""What every CLI runner provides: run the configured analysis into the run directory.
+
+A migrated runner builds a `RunContext` from the config, calls its analysis function (the one the Python
+API calls), and saves the typed result (`xai_cli.analysis.result`). Runners not yet migrated write their
+files themselves and keep a static `render(metrics, run_dir)` for `xai report`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
-from xai_cli.report.document import Document
 from xai_cli.report.writer import RunReport
 
 
 class Runner(Protocol):
     def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
-        """Do the work, save figures through `report`, write the report, return the metrics."""
-        ...
-
-    @staticmethod
-    def render(metrics: dict[str, Any], run_dir: Path) -> Document:
-        """The report document, from the metrics and the figures already in run_dir (used by `xai report`)."""
+        """Do the work, write the run's files into `report.run_dir`, return the metrics."""
         ...

@@ -27,6 +27,7 @@ from xai_cli.explainers.base import Explainer, NotApplicable
 from xai_cli.metrics.agreement import (consistency, distinguishability, jensen_shannon, kolmogorov_smirnov,
                                        wilcoxon_statistic)
 from xai_cli.report.attribution_figures import attribution_grid
+from xai_cli.analysis.result import RunDirResult
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
 from xai_cli.report.writer import RunReport
@@ -241,3 +242,10 @@ class ConsistencyRunner:
             doc.figure(fig["S"], "S for every pair of copies (the diagonal computed too: a copy against itself).")
             doc.figure(fig["maps"], "Each column one copy; red: evidence for the true class, blue: against.")
         return doc
+
+
+class ConsistencyResult(RunDirResult):
+    """A finished `xai consistency` run, re-rendered from its directory (its runner still writes the files itself)."""
+
+    command = "consistency"
+    runner = ConsistencyRunner

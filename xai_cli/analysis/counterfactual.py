@@ -24,6 +24,7 @@ from xai_cli.dig.realism import nearest_distance, reconstruction_error
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import NotApplicable
 from xai_cli.report.counterfactual_figures import counterfactual_grid
+from xai_cli.analysis.result import RunDirResult
 from xai_cli.report.document import Document
 from xai_cli.report.writer import RunReport, atomic_write
 from xai_cli.training.store import ModelStore, StoredModel, chosen, load_generator, to_device
@@ -210,3 +211,10 @@ class CounterfactualRunner:
                    "removed; each map scaled to its own largest change). Grey: none found within the method's "
                    "budget.", wide=True)
         return doc
+
+
+class CounterfactualResult(RunDirResult):
+    """A finished `xai counterfactual` run, re-rendered from its directory (its runner still writes the files itself)."""
+
+    command = "counterfactual"
+    runner = CounterfactualRunner

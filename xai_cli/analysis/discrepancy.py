@@ -7,18 +7,17 @@ areas (xai_cli.dig.search) → border checks, realism, figures, intervals.npz/.j
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
+from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.data.base import ArrayDataModule, Split
 from xai_cli.dig.pool import ModelPool, unanimous
@@ -28,28 +27,86 @@ from xai_cli.dig.segments import choose_anchors, counterfactual_segments
 from xai_cli.dig.space import interpolate
 from xai_cli.errors import UserError
 from xai_cli.report.dig_figures import area_lengths, image_row, plane_figure, segment_strip
+from xai_cli.analysis.context import Model, ModelSpec, RunContext, specs_from
+from xai_cli.analysis.result import AnalysisResult, save_result
+from xai_cli.analysis.train import source_of
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
-from xai_cli.report.writer import RunReport, atomic_write
-from xai_cli.training.store import load_classifiers
+from xai_cli.report.writer import RunReport
+from xai_cli.training.store import chosen
 
 log = logging.getLogger("xai")
 
 INTERVALS = "intervals"
 
 
-def build_segments(cfg: DictConfig, data: ArrayDataModule, pool: ModelPool) -> tuple[Any, Any, torch.Tensor,
-                                                                                     np.ndarray, np.ndarray]:
-    """The search's inputs: the space (and what it reports), the training codes, anchors and segments."""
-    s = cfg.discrepancy
+@dataclass(frozen=True)
+class DiscrepancySettings:
+    """How `xai discrepancy` searches (the CLI's `discrepancy.*`, but for `spaces`, the CLI's registry)."""
+
+    space: str = "latent"
+    anchors: int = 200
+    anchor_choice: str = "uncertain"
+    neighbours: int = 5
+    n_steps: int = 32
+    eps: float = 0.001
+    max_accuracy_gap: float = 0.01
+    explain_index: int | None = None
+    explain_anchors: int = 25
+    n_nearest: int = 3
+    n_shown: int = 6
+    figure_columns: int = 10
+    realism_points: int = 500
+
+    def __post_init__(self) -> None:
+        if self.anchor_choice not in ANCHOR_CHOICES:
+            raise UserError(f"discrepancy.anchor_choice={self.anchor_choice}: choose one of {', '.join(ANCHOR_CHOICES)}")
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> "DiscrepancySettings":
+        plain = {k: v for k, v in settings.items() if k != "spaces"}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(plain) - known)
+        if unknown:
+            raise UserError(f"discrepancy has no setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**plain)
+
+
+ANCHOR_CHOICES = ("uncertain", "random")
+
+
+@dataclass
+class DiscrepancyResult(AnalysisResult):
+    """Accuracies and disagreement of the models, the discrepancy areas found, their checks and figures.
+
+    `areas` are the areas as arrays (intervals.npz): per area the segment's two training indices, t_start,
+    t_end, the border points just inside and outside, and each model's prediction there.
+    """
+
+    command = "discrepancy"
+
+    @property
+    def areas(self) -> dict[str, np.ndarray]:
+        name = f"{INTERVALS}.npz"
+        if name not in self.arrays and self.source_dir is not None:
+            with np.load(self.source_dir / name) as saved:
+                self.arrays[name] = {k: saved[k] for k in saved.files}
+        return self.arrays[name]
+
+    def render(self) -> Document:
+        return render(self.metrics, self.has_figure)
+
+
+def build_segments(ctx: RunContext, space: Any, generator: ModelSpec | None, pool: ModelPool,
+                   s: DiscrepancySettings) -> tuple[Any, torch.Tensor, np.ndarray, np.ndarray]:
+    """The search's inputs: what the space reports (the β-VAE), the training codes, anchors and segments."""
+    data = ctx.data
     train = data.split("train")
-    space = instantiate(s.spaces[s.space])
-    vae = space.prepare(cfg, data)
+    vae = space.prepare(ctx, generator)
     codes = space.encode(train.x)
     train_probs = np.stack([np.asarray(m.predict_proba(train.x)) for m in pool.models.values()])
     train_preds = train_probs.argmax(2)
-    anchors = choose_anchors(train_preds, train_probs.max(2).min(0), int(s.anchors), str(s.anchor_choice),
-                             int(cfg.seed))
+    anchors = choose_anchors(train_preds, train_probs.max(2).min(0), int(s.anchors), str(s.anchor_choice), ctx.seed)
     if s.explain_index is not None:
         # DIG explains one input by the areas around it: start segments from its nearest training instances too
         z = space.encode(data.split("test").x[int(s.explain_index)][None])
@@ -57,217 +114,244 @@ def build_segments(cfg: DictConfig, data: ArrayDataModule, pool: ModelPool) -> t
         anchors = np.union1d(anchors, near)
     pairs = counterfactual_segments(codes, train_preds, anchors, int(s.neighbours))
     log.info("%d anchors, %d counterfactual segments in the %s space", len(anchors), len(pairs), space.name)
-    return space, vae, codes, anchors, pairs
+    return vae, codes, anchors, pairs
+
+
+def build_space(spaces: DictConfig, name: str) -> Any:
+    """The space `name` from the registry of spaces (configs: discrepancy.spaces)."""
+    if name not in spaces:
+        raise UserError(f"discrepancy.space={name} is not a space: choose one of {', '.join(spaces)}")
+    return instantiate(spaces[name])
+
+
+def check_inputs(ctx: RunContext, n_models: int, s: DiscrepancySettings) -> None:
+    """What can be refused before anything trains."""
+    if n_models < 2:
+        raise UserError("xai discrepancy compares models: choose at least two, e.g. 'classifiers=[cnn,svm_rbf]'")
+    if s.explain_index is not None:
+        ctx.indices([int(s.explain_index)], 1, "discrepancy.explain_index")
+
+
+def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any, s: DiscrepancySettings,
+                       generator: ModelSpec | None = None) -> DiscrepancyResult:
+    """DIG-CV (or DIG in the input space): where the models disagree, searched along counterfactual segments."""
+    check_inputs(ctx, len(models), s)
+    data = ctx.data
+    train, test = data.split("train"), data.split("test")
+    pool = ModelPool({name: m.classifier for name, m in models.items()})
+    agreement = _model_agreement(pool, test, data.num_classes, float(s.max_accuracy_gap))
+    for name, model in models.items():
+        agreement["models"][name].update(model.describe())
+
+    vae, codes, anchors, pairs = build_segments(ctx, space, generator, pool, s)
+
+    pool.calls = pool.points = 0
+    start = time.perf_counter()
+    found = search(space, pool, codes[pairs[:, 0]], codes[pairs[:, 1]], int(s.n_steps), float(s.eps))
+    search_time = time.perf_counter() - start
+    areas = found.areas
+    counts = {"model_queries": pool.calls, "points_queried": pool.points, "search_time_s": search_time,
+              "bisection_rounds": found.rounds}
+    log.info("%d discrepancy areas on %d of %d segments (%d pool queries, %d points, %.1f s)", len(areas),
+             len(np.unique(areas.segment)), len(pairs), pool.calls, pool.points, search_time)
+
+    border_check = _check_borders(space, pool, areas)
+    realism = _realism(space, train, test, codes, pairs, int(s.realism_points), ctx.seed)
+    names = pool.names
+    class_pairs = _class_pairs(areas, data.num_classes)
+    result = DiscrepancyResult(metrics={})
+    result.arrays[f"{INTERVALS}.npz"], result.files[f"{INTERVALS}.json"] = _intervals(areas, pairs, names, train,
+                                                                                       space.name)
+    draw = _Drawing(result, s, space, pool, data, codes, pairs, areas)
+    figures = draw.figures(train, class_pairs)
+    explained = _explain_one(space, pool, test, areas, pairs, int(s.explain_index), int(s.n_nearest)) \
+        if s.explain_index is not None else None
+    if explained is not None:
+        x = test.x[explained["index"]][None]
+        shown, captions = [x], ["the image"]
+        if space.name == "latent":
+            shown, captions = [x, space.decode(space.encode(x))], ["the image", "its reconstruction"]
+        if len(data.input_shape) == 3:
+            figures["explained_image"] = result.add_figure(
+                image_row(torch.cat(shown), captions, f"test #{explained['index']}"), "explained_image")
+        figures["explained"] = [draw.strip(seg, f"explain_{k}") for k, seg in enumerate(explained["segments"])]
+
+    result.metrics = {
+        "command": "discrepancy",
+        "dataset": data.summary(),
+        "seed": ctx.seed,
+        "space": space.name,
+        **agreement,
+        "vae": vae,
+        "anchors": {"n": int(len(anchors)), "choice": str(s.anchor_choice), "neighbours": int(s.neighbours)},
+        "search": {"n_steps": int(s.n_steps), "eps": float(s.eps)},
+        **summary(areas, len(pairs)),
+        **counts,
+        "border_check": border_check,
+        "class_pairs": {f"{data.class_names[a]}|{data.class_names[b]}": int(class_pairs[a, b])
+                        for a, b in zip(*np.nonzero(np.triu(class_pairs)))},
+        "realism": realism,
+        "intervals_file": f"{INTERVALS}.npz",
+        "explained": explained,
+        "figures": figures,
+    }
+    return result
 
 
 class DiscrepancyRunner:
+    """The CLI's `xai discrepancy`: the configured classifiers, space (`discrepancy.spaces`) and generator."""
+
     def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
-        s = cfg.discrepancy
-        if s.space not in s.spaces:
-            raise UserError(f"discrepancy.space={s.space} is not a space: choose one of {', '.join(s.spaces)}")
-        if len(cfg.classifiers) < 2:
-            raise UserError("xai discrepancy compares models: choose at least two, e.g. 'classifiers=[cnn,svm_rbf]'")
-        data: ArrayDataModule = instantiate(cfg.dataset)
-        data.setup()
-        train, test = data.split("train"), data.split("test")
-        if s.explain_index is not None and not 0 <= int(s.explain_index) < len(test):
-            raise UserError(f"discrepancy.explain_index={s.explain_index} out of range: the test split has "
-                            f"{len(test)} images")
-        stored = load_classifiers(cfg, data)
-        pool = ModelPool({name: sm.model for name, sm in stored.items()})
-        models = _model_agreement(pool, test, data.num_classes, float(s.max_accuracy_gap))
-        for name, sm in stored.items():
-            models["models"][name]["from_store"] = not sm.trained_now
+        s = DiscrepancySettings.of(OmegaConf.to_container(cfg.discrepancy, resolve=True))  # type: ignore[arg-type]
+        space = build_space(cfg.discrepancy.spaces, s.space)
+        ctx = RunContext.from_config(cfg)
+        check_inputs(ctx, len(cfg.classifiers), s)
+        models = ctx.trained(specs_from(cfg.classifiers))
+        generator = ModelSpec(chosen("generator"), cfg.generator) if s.space == "latent" else None
+        result = find_discrepancies(ctx, models, space, s, generator)
+        save_result(result, report.run_dir)
+        return result.metrics
 
-        space, vae, codes, anchors, pairs = build_segments(cfg, data, pool)
 
-        pool.calls = pool.points = 0
-        start = time.perf_counter()
-        result = search(space, pool, codes[pairs[:, 0]], codes[pairs[:, 1]], int(s.n_steps), float(s.eps))
-        search_time = time.perf_counter() - start
-        areas = result.areas
-        counts = {"model_queries": pool.calls, "points_queried": pool.points, "search_time_s": search_time,
-                  "bisection_rounds": result.rounds}
-        log.info("%d discrepancy areas on %d of %d segments (%d pool queries, %d points, %.1f s)", len(areas),
-                 len(np.unique(areas.segment)), len(pairs), pool.calls, pool.points, search_time)
+class _Drawing:
+    """The figures of one search: segment strips, the area and class-pair plots, the plane for 2-D data."""
 
-        border_check = _check_borders(space, pool, areas)
-        realism = _realism(space, train, test, codes, pairs, int(s.realism_points), int(cfg.seed))
-        names = pool.names
-        class_pairs = _class_pairs(areas, data.num_classes)
-        _save_intervals(report.run_dir, areas, pairs, names, train, space.name)
+    def __init__(self, result: DiscrepancyResult, s: DiscrepancySettings, space: Any, pool: ModelPool,
+                 data: ArrayDataModule, codes: torch.Tensor, pairs: np.ndarray, areas: Areas) -> None:
+        self.result, self.s, self.space, self.pool, self.data = result, s, space, pool, data
+        self.codes, self.pairs, self.areas = codes, pairs, areas
 
-        figures = self._figures(report, s, space, pool, data, train, codes, pairs, areas, class_pairs)
-        explained = _explain_one(space, pool, test, areas, pairs, int(s.explain_index), int(s.n_nearest)) \
-            if s.explain_index is not None else None
-        if explained is not None:
-            x = test.x[explained["index"]][None]
-            shown, captions = [x], ["the image"]
-            if space.name == "latent":
-                shown, captions = [x, space.decode(space.encode(x))], ["the image", "its reconstruction"]
-            if len(data.input_shape) == 3:
-                figures["explained_image"] = report.save_figure(
-                    image_row(torch.cat(shown), captions, f"test #{explained['index']}"), "explained_image")
-            figures["explained"] = [self._strip(report, s, space, pool, data, codes, pairs, areas, seg,
-                                                f"explain_{k}") for k, seg in enumerate(explained["segments"])]
-
-        metrics = {
-            "command": "discrepancy",
-            "dataset": data.summary(),
-            "seed": int(cfg.seed),
-            "space": space.name,
-            **models,
-            "vae": vae,
-            "anchors": {"n": int(len(anchors)), "choice": str(s.anchor_choice), "neighbours": int(s.neighbours)},
-            "search": {"n_steps": int(s.n_steps), "eps": float(s.eps)},
-            **summary(areas, len(pairs)),
-            **counts,
-            "border_check": border_check,
-            "class_pairs": {f"{data.class_names[a]}|{data.class_names[b]}": int(class_pairs[a, b])
-                            for a, b in zip(*np.nonzero(np.triu(class_pairs)))},
-            "realism": realism,
-            "intervals_file": f"{INTERVALS}.npz",
-            "explained": explained,
-            "figures": figures,
-        }
-        report.write(metrics, self.render(metrics, report.run_dir))
-        return metrics
-
-    # --- figures --------------------------------------------------------------------------------------
-    def _figures(self, report: RunReport, s: DictConfig, space: Any, pool: ModelPool, data: ArrayDataModule,
-                 train: Split, codes: torch.Tensor, pairs: np.ndarray, areas: Areas,
-                 class_pairs: np.ndarray) -> dict[str, Any]:
+    def figures(self, train: Split, class_pairs: np.ndarray) -> dict[str, Any]:
+        areas, data = self.areas, self.data
         out: dict[str, Any] = {"segments": []}
         if len(areas):
-            report.save_figure(area_lengths(areas.t_end - areas.t_start, f"{len(areas)} discrepancy areas"),
-                               "area_lengths")
-            report.save_figure(heatmap(class_pairs, data.class_names, data.class_names,
-                                       "areas between each pair of predicted classes", value_format="{:d}",
-                                       cmap="Reds"), "class_pairs")
+            self.result.add_figure(area_lengths(areas.t_end - areas.t_start, f"{len(areas)} discrepancy areas"),
+                                   "area_lengths")
+            self.result.add_figure(heatmap(class_pairs, data.class_names, data.class_names,
+                                           "areas between each pair of predicted classes", value_format="{:d}",
+                                           cmap="Reds"), "class_pairs")
         if len(data.input_shape) == 3:
-            shown = _segments_to_show(areas, int(s.n_shown))
-            out["segments"] = [self._strip(report, s, space, pool, data, codes, pairs, areas, seg, f"segment_{k}")
-                               for k, seg in enumerate(shown)]
+            shown = _segments_to_show(areas, int(self.s.n_shown))
+            out["segments"] = [self.strip(seg, f"segment_{k}") for k, seg in enumerate(shown)]
         elif data.input_shape == (2,):
-            out["plane"] = self._plane(report, pool, train, codes, pairs, areas)
+            out["plane"] = self.plane(train)
         return out
 
-    @staticmethod
-    def _strip(report: RunReport, s: DictConfig, space: Any, pool: ModelPool, data: ArrayDataModule,
-               codes: torch.Tensor, pairs: np.ndarray, areas: Areas, segment: int, name: str) -> dict[str, Any]:
+    def strip(self, segment: int, name: str) -> dict[str, Any]:
         """Evenly spaced positions plus the refined borders of the segment's areas, decoded and re-queried."""
+        areas, pairs, data = self.areas, self.pairs, self.data
         mine = areas.segment == segment
-        t = np.unique(np.concatenate([np.linspace(0, 1, int(s.figure_columns)), areas.t_start[mine],
+        t = np.unique(np.concatenate([np.linspace(0, 1, int(self.s.figure_columns)), areas.t_start[mine],
                                       areas.t_end[mine]]))
         i, j = (int(v) for v in pairs[segment])
-        z = interpolate(codes[[i]], codes[[j]], torch.as_tensor(t, dtype=torch.float32))[0]
-        images = space.decode(z)
-        predictions = pool.predict(images)
+        z = interpolate(self.codes[[i]], self.codes[[j]], torch.as_tensor(t, dtype=torch.float32))[0]
+        images = self.space.decode(z)
+        predictions = self.pool.predict(images)
         inside = ~unanimous(predictions)
         y = data.split("train").y
         title = (f"training #{i} (label {data.class_names[int(y[i])]}) → #{j} (label {data.class_names[int(y[j])]}), "
-                 f"{space.name} space")
-        path = report.save_figure(segment_strip(images, t, inside, predictions, pool.names, data.class_names, title),
-                                  name)
+                 f"{self.space.name} space")
+        path = self.result.add_figure(segment_strip(images, t, inside, predictions, self.pool.names,
+                                                    data.class_names, title), name)
         return {"path": path, "segment": int(segment), "from_index": i, "to_index": j,
                 "areas": [[float(a), float(b)] for a, b in zip(areas.t_start[mine], areas.t_end[mine])]}
 
-    @staticmethod
-    def _plane(report: RunReport, pool: ModelPool, train: Split, codes: torch.Tensor, pairs: np.ndarray,
-               areas: Areas) -> str:
+    def plane(self, train: Split) -> str:
+        pool, areas, pairs = self.pool, self.areas, self.pairs
         x = train.x.numpy()
         lo, hi = x.min(0) - 0.5, x.max(0) + 0.5
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
         grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
         disagrees = ~unanimous(pool.predict(grid)).reshape(gx.shape)
-        c = codes.numpy()
+        c = self.codes.numpy()
         shown = pairs[:300]
         area_ends = np.stack([areas.z_start_in, areas.z_end_in], 1) if len(areas) else np.zeros((0, 2, 2))
         fig = plane_figure(gx, gy, disagrees, x, train.y.numpy(), np.stack([c[shown[:, 0]], c[shown[:, 1]]], 1),
                            area_ends, f"{' vs '.join(pool.names)}: {len(areas)} areas on {len(pairs)} segments")
-        return report.save_figure(fig, "plane")
+        return self.result.add_figure(fig, "plane")
 
-    # --- the report -------------------------------------------------------------------------------------
-    @staticmethod
-    def render(metrics: dict[str, Any], run_dir: Path) -> Document:
-        ds = metrics["dataset"]
-        names = list(metrics["models"])
-        doc = Document(f"xai discrepancy — {ds['name']}")
-        doc.paragraph(f"Where do {' and '.join(names)} disagree? Segments join training instances to their nearest "
-                      f"neighbours that some model labels otherwise, in the {metrics['space']} space"
-                      f"{' of a β-VAE' if metrics['space'] == 'latent' else ''}; along each, the positions where "
-                      "the models' predictions are not unanimous form discrepancy areas, whose borders are refined "
-                      f"by bisection to ε = {metrics['search']['eps']} (in t, the position along the segment).")
-        explained = metrics.get("explained")
-        if explained:
-            doc.heading(f"Test image #{explained['index']}: the nearest discrepancy areas")
-            preds = ", ".join(f"{m} {p}" for m, p in explained["predictions"].items())
-            doc.paragraph(f"True label {explained['label']}; predictions: {preds}. The areas below lie nearest "
-                          f"to its code in the {metrics['space']} space: inputs like it on which the models part ways.")
-            doc.table(["area", "segment", "t start", "t end", "distance", "predictions inside"],
-                      [[a["area"], a["segment"], a["t_start"], a["t_end"], a["distance"],
-                        ", ".join(f"{m} {p}" for m, p in a["predictions_inside"].items())] for a in explained["nearest"]])
-            if metrics["figures"].get("explained_image"):
-                doc.figure(metrics["figures"]["explained_image"], f"Test image #{explained['index']}.")
-            for fig in metrics["figures"].get("explained", []):
-                doc.figure(fig["path"], "Red frames: the models disagree.", wide=True)
-        doc.heading("Models")
-        doc.table(["model", "test accuracy", "source"],
-                  [[m, v["accuracy"]["test"], "store" if v["from_store"] else "trained now"]
-                   for m, v in metrics["models"].items()])
-        doc.paragraph(f"The models disagree on {metrics['disagreement_rate']:.2%} of the {ds['sizes']['test']:,} "
-                      f"test images; their accuracies differ by {metrics['accuracy_gap']:.2%}.")
-        if metrics["accuracy_gap_warning"]:
-            doc.paragraph(f"Warning: {metrics['accuracy_gap_warning']}")
-        doc.table(["true class", "disagreement"], [[c, r] for c, r in metrics["disagreement_by_class"].items()])
-        if metrics["vae"]:
-            v = metrics["vae"]
-            doc.heading("The β-VAE")
-            doc.paragraph(f"Latent size {v['latent_dim']}, β = {v['beta']}, {'from the store' if v['from_store'] else 'trained now'} "
-                          f"({v['train_time_s']:.0f} s). On the test images: reconstruction error {v['recon_error']:.4f} "
-                          f"(mean squared error per pixel; predicting the mean image gives {v['mean_image_mse']:.4f}), "
-                          f"KL {v['kl']:.2f} nats per image.")
-        doc.heading("Discrepancy areas")
-        doc.table(["segments", "with an area", "areas", "areas per 1,000 segments", "median length (t)",
-                   "pool queries", "points queried", "search (s)"],
-                  [[metrics["n_segments"], metrics["n_segments_with_discrepancy"], metrics["n_areas"],
-                    metrics["areas_per_1000_segments"], metrics["area_length_t"]["median"], metrics["model_queries"],
-                    metrics["points_queried"], metrics["search_time_s"]]])
-        bc = metrics["border_check"]
-        doc.paragraph(f"{metrics['anchors']['n']} anchors ({metrics['anchors']['choice']}), each joined to its "
-                      f"{metrics['anchors']['neighbours']} nearest counterfactual neighbours; a grid of "
-                      f"{metrics['search']['n_steps']} points per segment, then {metrics['bisection_rounds']} bisection "
-                      f"rounds. Border check (every saved border point decoded and queried again): "
-                      f"{bc['inside_ok']}/{bc['inside']} inside points non-unanimous, {bc['outside_ok']}/"
-                      f"{bc['outside']} outside points unanimous. The areas are in {metrics['intervals_file']} "
-                      "and intervals.json.")
-        for path, caption in (("figures/area_lengths.png", "How long the areas are, as a share of their segment."),
-                              ("figures/class_pairs.png", "Which classes the models give inside each area.")):
-            if (run_dir / path).is_file():
-                doc.figure(path, caption)
-        if metrics["figures"].get("plane"):
-            doc.figure(metrics["figures"]["plane"], "Shaded: where the models disagree on a dense grid. Grey: "
-                       "segments searched; red: the discrepancy areas found on them.")
-        if metrics["figures"]["segments"]:
-            doc.heading("Segments with the longest areas")
-            doc.paragraph("Each row walks one segment: the ends are the two training instances"
-                          f"{' (their VAE reconstructions)' if metrics['space'] == 'latent' else ''}; red frames mark "
-                          "inputs inside a discrepancy area; under each image, every model's prediction.")
-            for fig in metrics["figures"]["segments"]:
-                doc.figure(fig["path"], f"Segment {fig['segment']}: areas at t = "
-                           + ", ".join(f"[{a:.3f}, {b:.3f}]" for a, b in fig["areas"]), wide=True)
-        doc.heading("How realistic are the inputs searched?")
-        doc.paragraph("Points from the middle half of the same segments, walked in each space, beside real test "
-                      "images: RMS distance per feature to the nearest training image other than the segment's two "
-                      "ends, and where there is a VAE, to the VAE's own reconstruction of the point (how far it "
-                      "lies from the learned image manifold). Lower is more like real data.")
-        rows = []
-        for label, r in metrics["realism"].items():
-            vae_col = r.get("vae_reconstruction")
-            rows.append([label, r["nearest_training"]["mean"], vae_col["mean"] if vae_col else None,
-                         r["nearest_training"]["n"]])
-        doc.table(["points", "nearest training image", "VAE reconstruction error", "n"], rows)
-        return doc
+
+# --- the report -----------------------------------------------------------------------------------------
+def render(metrics: dict[str, Any], has_figure: Any) -> Document:
+    """The discrepancy report from its metrics; `has_figure(path)` says which figures exist."""
+    ds = metrics["dataset"]
+    names = list(metrics["models"])
+    doc = Document(f"xai discrepancy — {ds['name']}")
+    doc.paragraph(f"Where do {' and '.join(names)} disagree? Segments join training instances to their nearest "
+                  f"neighbours that some model labels otherwise, in the {metrics['space']} space"
+                  f"{' of a β-VAE' if metrics['space'] == 'latent' else ''}; along each, the positions where "
+                  "the models' predictions are not unanimous form discrepancy areas, whose borders are refined "
+                  f"by bisection to ε = {metrics['search']['eps']} (in t, the position along the segment).")
+    explained = metrics.get("explained")
+    if explained:
+        doc.heading(f"Test image #{explained['index']}: the nearest discrepancy areas")
+        preds = ", ".join(f"{m} {p}" for m, p in explained["predictions"].items())
+        doc.paragraph(f"True label {explained['label']}; predictions: {preds}. The areas below lie nearest "
+                      f"to its code in the {metrics['space']} space: inputs like it on which the models part ways.")
+        doc.table(["area", "segment", "t start", "t end", "distance", "predictions inside"],
+                  [[a["area"], a["segment"], a["t_start"], a["t_end"], a["distance"],
+                    ", ".join(f"{m} {p}" for m, p in a["predictions_inside"].items())] for a in explained["nearest"]])
+        if metrics["figures"].get("explained_image"):
+            doc.figure(metrics["figures"]["explained_image"], f"Test image #{explained['index']}.")
+        for fig in metrics["figures"].get("explained", []):
+            doc.figure(fig["path"], "Red frames: the models disagree.", wide=True)
+    doc.heading("Models")
+    doc.table(["model", "test accuracy", "source"],
+              [[m, v["accuracy"]["test"], source_of(v)]
+               for m, v in metrics["models"].items()])
+    doc.paragraph(f"The models disagree on {metrics['disagreement_rate']:.2%} of the {ds['sizes']['test']:,} "
+                  f"test images; their accuracies differ by {metrics['accuracy_gap']:.2%}.")
+    if metrics["accuracy_gap_warning"]:
+        doc.paragraph(f"Warning: {metrics['accuracy_gap_warning']}")
+    doc.table(["true class", "disagreement"], [[c, r] for c, r in metrics["disagreement_by_class"].items()])
+    if metrics["vae"]:
+        v = metrics["vae"]
+        doc.heading("The β-VAE")
+        doc.paragraph(f"Latent size {v['latent_dim']}, β = {v['beta']}, {'from the store' if v['from_store'] else 'trained now'} "
+                      f"({v['train_time_s']:.0f} s). On the test images: reconstruction error {v['recon_error']:.4f} "
+                      f"(mean squared error per pixel; predicting the mean image gives {v['mean_image_mse']:.4f}), "
+                      f"KL {v['kl']:.2f} nats per image.")
+    doc.heading("Discrepancy areas")
+    doc.table(["segments", "with an area", "areas", "areas per 1,000 segments", "median length (t)",
+               "pool queries", "points queried", "search (s)"],
+              [[metrics["n_segments"], metrics["n_segments_with_discrepancy"], metrics["n_areas"],
+                metrics["areas_per_1000_segments"], metrics["area_length_t"]["median"], metrics["model_queries"],
+                metrics["points_queried"], metrics["search_time_s"]]])
+    bc = metrics["border_check"]
+    doc.paragraph(f"{metrics['anchors']['n']} anchors ({metrics['anchors']['choice']}), each joined to its "
+                  f"{metrics['anchors']['neighbours']} nearest counterfactual neighbours; a grid of "
+                  f"{metrics['search']['n_steps']} points per segment, then {metrics['bisection_rounds']} bisection "
+                  f"rounds. Border check (every saved border point decoded and queried again): "
+                  f"{bc['inside_ok']}/{bc['inside']} inside points non-unanimous, {bc['outside_ok']}/"
+                  f"{bc['outside']} outside points unanimous. The areas are in {metrics['intervals_file']} "
+                  "and intervals.json.")
+    for path, caption in (("figures/area_lengths.png", "How long the areas are, as a share of their segment."),
+                          ("figures/class_pairs.png", "Which classes the models give inside each area.")):
+        if has_figure(path):
+            doc.figure(path, caption)
+    if metrics["figures"].get("plane"):
+        doc.figure(metrics["figures"]["plane"], "Shaded: where the models disagree on a dense grid. Grey: "
+                   "segments searched; red: the discrepancy areas found on them.")
+    if metrics["figures"]["segments"]:
+        doc.heading("Segments with the longest areas")
+        doc.paragraph("Each row walks one segment: the ends are the two training instances"
+                      f"{' (their VAE reconstructions)' if metrics['space'] == 'latent' else ''}; red frames mark "
+                      "inputs inside a discrepancy area; under each image, every model's prediction.")
+        for fig in metrics["figures"]["segments"]:
+            doc.figure(fig["path"], f"Segment {fig['segment']}: areas at t = "
+                       + ", ".join(f"[{a:.3f}, {b:.3f}]" for a, b in fig["areas"]), wide=True)
+    doc.heading("How realistic are the inputs searched?")
+    doc.paragraph("Points from the middle half of the same segments, walked in each space, beside real test "
+                  "images: RMS distance per feature to the nearest training image other than the segment's two "
+                  "ends, and where there is a VAE, to the VAE's own reconstruction of the point (how far it "
+                  "lies from the learned image manifold). Lower is more like real data.")
+    rows = []
+    for label, r in metrics["realism"].items():
+        vae_col = r.get("vae_reconstruction")
+        rows.append([label, r["nearest_training"]["mean"], vae_col["mean"] if vae_col else None,
+                     r["nearest_training"]["n"]])
+    doc.table(["points", "nearest training image", "VAE reconstruction error", "n"], rows)
+    return doc
 
 
 # --- steps of the analysis ------------------------------------------------------------------------------
@@ -379,15 +463,13 @@ def _explain_one(space: Any, pool: ModelPool, test: Split, areas: Areas, pairs: 
     return out
 
 
-def _save_intervals(run_dir: Path, areas: Areas, pairs: np.ndarray, names: list[str], train: Split,
-                    space: str) -> None:
-    """intervals.npz (arrays, border points included) and intervals.json (one record per area)."""
+def _intervals(areas: Areas, pairs: np.ndarray, names: list[str], train: Split,
+               space: str) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays of intervals.npz (border points included) and the text of intervals.json (one record per area)."""
     arrays = areas.arrays()
     from_index, to_index = pairs[areas.segment, 0], pairs[areas.segment, 1]
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays, from_index=from_index, to_index=to_index, segments=pairs,
-                        model_names=np.array(names), space=np.array(space))
-    atomic_write(run_dir / f"{INTERVALS}.npz", buffer.getvalue())
+    saved = {**arrays, "from_index": from_index, "to_index": to_index, "segments": pairs,
+             "model_names": np.array(names), "space": np.array(space)}
     small = areas.z_start_in.shape[1] <= 64  # border points of 784-d inputs stay in the npz only
 
     def point(v: np.ndarray) -> list[float] | None:
@@ -410,4 +492,4 @@ def _save_intervals(run_dir: Path, areas: Areas, pairs: np.ndarray, names: list[
             record["points"] = {key: point(arrays[f"z_{key}"][k])
                                 for key in ("start_in", "start_out", "end_in", "end_out")}
         records.append(record)
-    atomic_write(run_dir / f"{INTERVALS}.json", json.dumps({"space": space, "models": names, "areas": records}, indent=1))
+    return saved, json.dumps({"space": space, "models": names, "areas": records}, indent=1)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError
+from xai_cli.analysis.result import RunDirResult
 from xai_cli.report.document import Document
 from xai_cli.report.uncertainty_figures import msp_scatter, plane_panels, sample_grid
 from xai_cli.report.writer import RunReport
@@ -255,3 +256,10 @@ class UncertaintyRunner:
                 doc.figure(metrics["figures"]["explained"], "The test image, then the generator's version of it at "
                            "each MSP condition c; above each the classifier's answer and MSP.", wide=True)
         return doc
+
+
+class UncertaintyResult(RunDirResult):
+    """A finished `xai uncertainty` run, re-rendered from its directory (its runner still writes the files itself)."""
+
+    command = "uncertainty"
+    runner = UncertaintyRunner

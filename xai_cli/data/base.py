@@ -15,6 +15,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
+from omegaconf import DictConfig
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 SplitName = Literal["train", "val", "test"]
@@ -69,6 +70,8 @@ class ArrayDataModule(L.LightningDataModule):
         self.class_names = [str(c) for c in class_names] if class_names else [str(i) for i in range(self.num_classes)]
         self._splits: dict[str, Split] | None = None
         self._loader_seed = 0
+        # the dataset config this module was built from (set by whoever instantiated it from one)
+        self.config: DictConfig | None = None
 
     # --- what a subclass provides -------------------------------------------------------------------
     @property
@@ -117,6 +120,12 @@ class ArrayDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test")
+
+    def store_identity(self) -> DictConfig | dict[str, Any]:
+        """What the model store keys models trained on this data by: the dataset config it was built from."""
+        if self.config is None:
+            raise ValueError(f"{self.name}: built without a config; set `config` or override store_identity()")
+        return self.config
 
     def summary(self) -> dict[str, object]:
         return {

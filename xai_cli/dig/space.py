@@ -7,12 +7,12 @@ cross-fade; in the latent space it decodes to a morph that stays on the image ma
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
-from omegaconf import DictConfig
 
-from xai_cli.data.base import ArrayDataModule
+if TYPE_CHECKING:
+    from xai_cli.analysis.context import ModelSpec, RunContext
 
 
 class InputSpace:
@@ -21,8 +21,8 @@ class InputSpace:
     def __init__(self) -> None:
         self.input_shape: tuple[int, ...] = ()
 
-    def prepare(self, cfg: DictConfig, data: ArrayDataModule) -> dict[str, Any] | None:
-        self.input_shape = tuple(data.input_shape)
+    def prepare(self, ctx: "RunContext", generator: "ModelSpec | None") -> dict[str, Any] | None:
+        self.input_shape = tuple(ctx.data.input_shape)
         return None
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,14 +40,17 @@ class LatentSpace:
     def __init__(self, vae: Any = None) -> None:
         self.vae = vae
 
-    def prepare(self, cfg: DictConfig, data: ArrayDataModule) -> dict[str, Any]:
+    def prepare(self, ctx: "RunContext", generator: "ModelSpec | None") -> dict[str, Any]:
+        """Fetch the β-VAE of `generator` from the store (training it there if missing) and report its quality."""
         from xai_cli.errors import UserError
-        from xai_cli.training.store import load_generator
 
+        data = ctx.data
         if len(data.input_shape) != 3:
             raise UserError(f"discrepancy.space=latent needs images; {data.name} has inputs of shape "
                             f"{tuple(data.input_shape)}: use discrepancy.space=input")
-        stored = load_generator(cfg, data)
+        if generator is None:
+            raise UserError("discrepancy.space=latent needs a generator (a β-VAE)")
+        stored = ctx.fetch(generator)
         self.vae = stored.model
         quality = self.vae.evaluate(data.split("test").x)
         return {"checkpoint": str(stored.path), "from_store": not stored.trained_now,

@@ -6,7 +6,7 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 
 @dataclass
@@ -92,8 +92,10 @@ class Document:
                 out += [f"![{b.caption}]({b.path})", "", f"*{b.caption}*", ""]
         return "\n".join(out)
 
-    def to_html(self, base_dir: Path) -> str:
-        """HTML with every figure embedded as base64, so the file can be mailed or archived alone."""
+    def to_html(self, images: Path | Mapping[str, bytes]) -> str:
+        """HTML with every figure embedded as base64, so the file can be mailed or archived alone.
+
+        `images`: the run directory the figure paths are relative to, or the PNG bytes by those paths."""
         e = html.escape
         out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}</title>",
                f"<style>{_CSS}</style></head><body><h1>{e(self.title)}</h1>"]
@@ -107,7 +109,8 @@ class Document:
                 body = "".join("<tr>" + "".join(f"<td>{e(fmt(c))}</td>" for c in row) + "</tr>" for row in b.rows)
                 out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif isinstance(b, Figure):
-                data = base64.b64encode((base_dir / b.path).read_bytes()).decode()
+                png = images[b.path] if isinstance(images, Mapping) else (Path(images) / b.path).read_bytes()
+                data = base64.b64encode(png).decode()
                 out.append(f"<figure{' class=wide' if b.wide else ''}><img alt='{e(b.caption)}' src='data:image/png;base64,{data}'>"
                            f"<figcaption>{e(b.caption)}</figcaption></figure>")
         out.append("</body></html>")

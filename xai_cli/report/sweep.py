@@ -40,6 +40,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     if isinstance(tree, dict):
         for key, value in tree.items():
+            if not prefix and key == "schema_version":  # the file's layout, not a result
+                continue
             out.update(_flatten(value, f"{prefix}{key}."))
     elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
         out[prefix[:-1]] = tree

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -13,6 +14,8 @@ import numpy as np
 from xai_cli.report.document import Document
 
 METRICS = "metrics.json"
+# The layout of metrics.json. Runs written before it carried a version are version 0, read as version 1.
+SCHEMA_VERSION = 1
 
 
 def _umask_mode() -> int:
@@ -36,12 +39,24 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def png_bytes(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 class RunReport:
@@ -71,7 +86,8 @@ class RunReport:
         """Report files first, metrics.json last: its presence marks a finished run."""
         atomic_write(self.run_dir / "report.md", document.to_markdown())
         atomic_write(self.run_dir / "report.html", document.to_html(self.run_dir))
-        atomic_write(self.run_dir / METRICS, json.dumps(metrics, indent=2, default=_json_default))
+        stamped = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in metrics.items() if k != "schema_version"}}
+        atomic_write(self.run_dir / METRICS, json.dumps(stamped, indent=2, default=json_default))
 
 
 def load_metrics(run_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,198 @@
+"""The Python API, in-process: datasets from arrays, a user's own torch module and scikit-learn estimator,
+results that save, load and re-render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+import xai_cli as xai
+from tests.conftest import FAST, compose_config, load_json, only_run_dir, run_xai
+from xai_cli.analysis.result import load_result
+from xai_cli.errors import UserError
+from xai_cli.explainers.perturbation import OcclusionExplainer
+
+SMALL = {"stability": {"n_images": 2, "n_samples": 1}, "randomization": {"n_images": 2}}
+TRAINER = {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1}
+
+
+@pytest.fixture(scope="module")
+def digits() -> xai.datasets.ArrayDataModule:
+    return xai.datasets.load("digits")
+
+
+@pytest.fixture(scope="module")
+def net(digits) -> nn.Module:
+    """A user's own network: plain nn.Module, a few Adam steps on digits (not an xai class)."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 13 * 13, 10))
+    train = digits.split("train")
+    optimiser = torch.optim.Adam(module.parameters(), lr=3e-3)
+    for _ in range(60):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(module(train.x), train.y).backward()
+        optimiser.step()
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def logreg(digits) -> LogisticRegression:
+    train = digits.split("train")
+    return LogisticRegression(max_iter=200).fit(train.x.reshape(len(train), -1).numpy(), train.y.numpy())
+
+
+def test_from_arrays_takes_common_layouts_and_refuses_silent_nonsense() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.random((100, 12, 12, 3)) * 255).astype(np.uint8)  # channels last, uint8
+    y = np.arange(100) % 5
+    data = xai.datasets.from_arrays(x[:80], y[:80], x[80:], y[80:], class_names=list("abcde"))
+    assert data.input_shape == (3, 12, 12) and data.num_classes == 5 and data.class_names == list("abcde")
+    test = data.split("test")
+    assert torch.allclose(test.x[0], torch.from_numpy(x[80].transpose(2, 0, 1) / 255.0).float())
+    assert data.summary()["sizes"] == {"train": 72, "val": 8, "test": 20}  # val held out of train
+    other = x.copy()
+    other[0, 0, 0, 0] ^= 1
+    changed = xai.datasets.from_arrays(other[:80], y[:80], other[80:], y[80:], class_names=list("abcde"))
+    assert changed.store_identity()["content_sha256"] != data.store_identity()["content_sha256"]
+    bad = x[:80].astype(np.float32)
+    with pytest.raises(UserError, match="pixel values lie in"):
+        xai.datasets.from_arrays(bad, y[:80], x[80:], y[80:])  # floats 0..255: not silently rescaled
+    bad = bad / 255
+    bad[3, 1, 1, 0] = np.nan
+    with pytest.raises(UserError, match="NaN or infinite"):
+        xai.datasets.from_arrays(bad, y[:80], x[80:], y[80:])
+    with pytest.raises(UserError, match="labels for"):
+        xai.datasets.from_arrays(x[:80], y[:79], x[80:], y[80:])
+    with pytest.raises(UserError, match="cannot hold a validation split out of train"):
+        xai.datasets.from_arrays(x[:20], y[:20], x[80:], y[80:])  # 2 of 20 for val cannot cover 5 classes
+
+
+def test_load_configures_a_dataset_as_the_cli_does(digits) -> None:
+    cli = compose_config("train")
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.to_container(digits.store_identity()) == OmegaConf.to_container(cli.dataset, resolve=True)
+    assert xai.datasets.load("digits", image_size=32).input_shape == (1, 32, 32)
+    with pytest.raises(UserError, match="unknown dataset 'nope'; choose one of .*digits"):
+        xai.datasets.load("nope")
+    with pytest.raises(UserError, match="has no setting colour"):
+        xai.datasets.load("digits", colour=3)
+
+
+def test_explain_a_users_torch_module_and_sklearn_estimator(digits, net, logreg, tmp_path: Path) -> None:
+    result = xai.explain({"net": net, "lr": logreg}, digits, explainers=["saliency", "occlusion"], n_images=3,
+                         seed=0, model_dir=tmp_path / "models", **SMALL)
+    m = result.metrics
+    saliency, occlusion = m["explainers"]["saliency"], m["explainers"]["occlusion"]
+    assert 0.0 <= saliency["net"]["deletion_auc"] <= 1.0 and saliency["net"]["randomization_similarity"] is not None
+    assert "gradients" in saliency["lr"]["skipped"]  # a scikit-learn estimator has none
+    assert occlusion["lr"]["randomization_similarity"] is None and "deletion_auc" in occlusion["lr"]
+    assert m["models"]["net"]["source"] == "given" and not m["models"]["net"]["from_store"]
+    own_accuracy = float((net(digits.split("test").x).argmax(1) == digits.split("test").y).float().mean())
+    assert m["models"]["net"]["accuracy"]["test"] == pytest.approx(own_accuracy)
+    assert result.attributions["net/saliency"].shape == (3, 28, 28) and "lr/saliency" not in result.attributions
+    assert not (tmp_path / "models").exists()  # nothing was trained or stored
+
+    html = result.save(tmp_path / "run")
+    run = html.parent
+    saved = load_json(run / "metrics.json")
+    assert saved["schema_version"] == 1 and saved["explainers"]["saliency"]["net"] == pytest.approx(saliency["net"])
+    assert html.read_text().count("data:image/png;base64,") == 3  # two attribution grids and the time plot
+    assert np.array_equal(np.load(run / "attributions.npz")["net/occlusion"], result.attributions["net/occlusion"])
+    with pytest.raises(UserError, match="already holds a finished run"):
+        result.save(run)  # an earlier run is never overwritten
+    loaded = load_result(run)
+    assert isinstance(loaded, xai.ExplainResult) and loaded.to_markdown() == (run / "report.md").read_text()
+    assert np.array_equal(loaded.attributions["net/saliency"], result.attributions["net/saliency"])
+
+
+def test_explainers_as_instances_and_callables_as_models(digits, logreg, tmp_path: Path) -> None:
+    def probabilities(x: np.ndarray) -> np.ndarray:  # any callable returning class probabilities
+        return logreg.predict_proba(x.reshape(len(x), -1))
+
+    result = xai.explain({"fn": probabilities, "lr": logreg}, digits, explainers={"occ8": OcclusionExplainer(window=8)},
+                         indices=[4, 2], model_dir=tmp_path, **SMALL)
+    m = result.metrics
+    assert m["indices"] == [4, 2] and m["settings"]["explainers"]["occ8"]["window"] == 8
+    # the callable and the estimator are the same function: the same maps and the same faithfulness
+    assert np.allclose(result.attributions["fn/occ8"], result.attributions["lr/occ8"], atol=1e-6)
+    assert m["explainers"]["occ8"]["fn"]["deletion_auc"] == pytest.approx(m["explainers"]["occ8"]["lr"]["deletion_auc"])
+
+
+def test_a_models_contract_is_checked_before_anything_runs(digits, tmp_path: Path) -> None:
+    wrong = nn.Sequential(nn.Flatten(), nn.Linear(784, 5))
+    with pytest.raises(UserError, match="model 'wrong' outputs 5 classes, dataset has 10"):
+        xai.explain({"wrong": wrong}, digits, explainers=["saliency"], n_images=1, model_dir=tmp_path)
+    with pytest.raises(UserError, match="does not return probabilities"):
+        xai.explain({"raw": lambda x: np.ones((len(x), 10))}, digits, explainers=["occlusion"], model_dir=tmp_path)
+    with pytest.raises(UserError, match="is not fitted"):
+        xai.explain({"lr": LogisticRegression()}, digits, explainers=["occlusion"], model_dir=tmp_path)
+    with pytest.raises(UserError, match="unknown explainer shapley; valid: .*saliency"):
+        xai.explain({"lr": LogisticRegression()}, digits, explainers=["shapley"], model_dir=tmp_path)
+    with pytest.raises(UserError, match=r"indices \[360\] out of range"):
+        xai.explain(["cnn"], digits, explainers=["saliency"], indices=[360], model_dir=tmp_path)
+    assert not tmp_path.joinpath("cnn").exists() and not list(tmp_path.glob("cnn-*"))  # refused before training
+
+
+def test_train_by_name_shares_the_store_with_the_cli(tmp_path: Path) -> None:
+    """The API and the CLI, same settings: the same store entry, the same numbers."""
+    cli = run_xai("train", *FAST, "classifiers=[cnn,logreg]", root=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    cli_metrics = load_json(only_run_dir(tmp_path) / "metrics.json")
+    result = xai.train(["cnn", "logreg"], "digits", model_dir=tmp_path / "models", trainer=TRAINER)
+    for name in ("cnn", "logreg"):
+        api, cli_m = result.metrics["models"][name], cli_metrics["models"][name]
+        assert api["store_entry"] == cli_m["store_entry"] and api["source"] == "store"
+        assert api["accuracy"] == cli_m["accuracy"] and api["params"] == cli_m["params"]
+    assert result.metrics["disagreement"] == cli_metrics["disagreement"]
+    # the trained classifiers come back, ready for the other analyses
+    explained = xai.explain({"cnn": result.models["cnn"]}, "digits", explainers=["saliency"], n_images=2,
+                            model_dir=tmp_path / "models", **SMALL)
+    assert explained.metrics["models"]["cnn"]["accuracy"]["test"] == cli_metrics["models"]["cnn"]["accuracy"]["test"]
+
+
+def test_report_rereads_old_runs_and_refuses_what_it_cannot(tmp_path: Path, digits, logreg) -> None:
+    run = xai.explain({"lr": logreg}, digits, explainers=["occlusion"], n_images=2, model_dir=tmp_path,
+                      **SMALL).save(tmp_path / "run").parent
+    report = (run / "report.md").read_text()
+    metrics = load_json(run / "metrics.json")
+    old = {k: v for k, v in metrics.items() if k != "schema_version"}  # as runs before the version was written
+    (run / "metrics.json").write_text(json.dumps(old))
+    (run / "report.md").unlink()
+    assert run_xai("report", str(run), root=tmp_path).returncode == 0
+    assert (run / "report.md").read_text() == report
+    (run / "metrics.json").write_text(json.dumps({**metrics, "schema_version": 99}))
+    newer = run_xai("report", str(run), root=tmp_path)
+    assert newer.returncode == 2 and "schema version 99" in newer.stderr and "upgrade xai" in newer.stderr
+    (run / "metrics.json").write_text(json.dumps({**metrics, "command": "os.system"}))
+    unknown = run_xai("report", str(run), root=tmp_path)
+    assert unknown.returncode == 2 and "not one of xai's" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_discrepancy_between_a_users_own_estimators_in_input_space(tmp_path: Path) -> None:
+    from sklearn.svm import SVC
+
+    data = xai.datasets.load("moons")
+    train = data.split("train")
+    x, y = train.x.numpy(), train.y.numpy()
+    models = {"lr": LogisticRegression().fit(x, y), "svm": SVC(probability=True, random_state=0).fit(x, y)}
+    result = xai.discrepancy(models, data, space="input", anchors=40, neighbours=3, realism_points=50,
+                             model_dir=tmp_path / "models")
+    m = result.metrics
+    assert m["space"] == "input" and m["n_areas"] > 0 and m["vae"] is None
+    assert m["border_check"]["inside_ok"] == m["border_check"]["inside"] > 0  # every saved border re-checked
+    assert len(result.areas["t_start"]) == m["n_areas"] and list(result.areas["model_names"]) == ["lr", "svm"]
+    assert m["figures"]["plane"] in result.figures and not (tmp_path / "models").exists()
+    run = result.save(tmp_path / "run").parent
+    assert len(json.loads((run / "intervals.json").read_text())["areas"]) == m["n_areas"]
+    assert load_result(run).to_markdown() == (run / "report.md").read_text()
+    with pytest.raises(UserError, match="compares models: choose at least two"):
+        xai.discrepancy({"lr": models["lr"]}, data, space="input")
+    with pytest.raises(UserError, match="discrepancy.space=pixels is not a space: choose one of latent, input"):
+        xai.discrepancy(models, data, space="pixels")

@@ -1,0 +1,142 @@
+"""What every analysis needs besides its own settings: data, models, the store, the seed.
+
+A runner used to build all of this itself from the Hydra config; now the CLI builds a `RunContext` from the
+config and the Python API builds one from the user's objects, and the analysis reads like the analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from xai_cli.data.base import ArrayDataModule, SplitName
+from xai_cli.errors import UserError
+from xai_cli.metrics.classification import accuracy
+from xai_cli.models.adapters import TorchModuleClassifier
+from xai_cli.models.classifiers.base import Classifier
+from xai_cli.training.store import ModelStore, StoredModel, to_device
+
+Source = Literal["store", "trained now", "given"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to ask for a model xai trains: the config that determines it (`model` + `fit`) and a human name.
+
+    The store finds the model by the config's content (with the data's, the trainer's and the seed); the
+    name only labels the entry and the reports.
+    """
+
+    name: str
+    config: DictConfig
+
+
+@dataclass
+class Model:
+    """A model as an analysis sees it: the classifier, where it came from, and how to draw its random twin."""
+
+    name: str
+    classifier: Classifier
+    source: Source
+    spec: ModelSpec | None = None
+    stored: StoredModel | None = None
+
+    @property
+    def from_store(self) -> bool:
+        return self.source == "store"
+
+    def random_copy(self, seed: int) -> Classifier | None:
+        """The same architecture with fresh random weights (None for models without weights to randomise)."""
+        if not isinstance(self.classifier, nn.Module):
+            return None
+        if isinstance(self.classifier, TorchModuleClassifier):
+            return self.classifier.random_copy(seed)
+        if self.spec is None:
+            return None
+        torch.manual_seed(seed)
+        device = next(self.classifier.parameters()).device
+        return instantiate(self.spec.config.model).to(device).eval()
+
+    def describe(self) -> dict[str, Any]:
+        """What reports say about where the model came from."""
+        out: dict[str, Any] = {"from_store": self.from_store, "source": self.source}
+        if self.stored is not None:
+            out["store_entry"] = self.stored.path.name
+        return out
+
+
+@dataclass
+class RunContext:
+    """The data, the model store, the trainer settings and the seed of one run."""
+
+    data: ArrayDataModule
+    store: ModelStore
+    trainer: DictConfig
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "RunContext":
+        """The CLI's context: the configured dataset (its config is its store identity), store and trainer."""
+        from xai_cli.datasets import build
+
+        return cls(build(cfg.dataset), ModelStore(cfg.paths.model_dir), cfg.trainer, int(cfg.seed))
+
+    @property
+    def dataset_cfg(self) -> DictConfig:
+        identity = self.data.store_identity()
+        return identity if isinstance(identity, DictConfig) else OmegaConf.create(identity)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    # --- models ---------------------------------------------------------------------------------------
+    def fetch(self, spec: ModelSpec, context: dict[str, Any] | None = None) -> StoredModel:
+        """The model of `spec` from the store, trained into it first if missing; on the GPU if there is one."""
+        return to_device(self.store.get(spec.name, spec.config, self.data, self.dataset_cfg, self.trainer,
+                                        self.seed, context))
+
+    def trained(self, specs: Sequence[ModelSpec]) -> dict[str, Model]:
+        out = {}
+        for spec in specs:
+            stored = self.fetch(spec)
+            out[spec.name] = Model(spec.name, stored.model, "trained now" if stored.trained_now else "store", spec,
+                                   stored)
+        return out
+
+    # --- what every runner used to write itself -------------------------------------------------------
+    def accuracy(self, model: Classifier, split: SplitName = "test") -> float:
+        part = self.data.split(split)
+        return accuracy(np.asarray(model.predict_proba(part.x)), part.y.numpy())
+
+    def background(self, n: int) -> torch.Tensor:
+        """`n` random training inputs (seeded by the run's seed), in their original order."""
+        train = self.data.split("train")
+        rng = np.random.default_rng(self.seed)
+        return train.x[np.sort(rng.choice(len(train), min(int(n), len(train)), replace=False))]
+
+    def indices(self, indices: Sequence[int] | None, n: int, setting: str, split: SplitName = "test") -> np.ndarray:
+        """The given indices into `split` (checked), or its first `n`."""
+        size = len(self.data.split(split))
+        if indices is None:
+            return np.arange(min(int(n), size))
+        idx = np.asarray(list(indices), dtype=int)
+        bad = idx[(idx < 0) | (idx >= size)]
+        if len(bad):
+            raise UserError(f"{setting} {bad.tolist()} out of range: the {split} split has {size} images")
+        return idx
+
+    def require_images(self, command: str) -> None:
+        if len(self.data.input_shape) != 3:
+            raise UserError(f"xai {command} needs images; {self.data.name} has inputs of shape {self.data.input_shape}")
+
+
+def specs_from(classifiers: Mapping[str, DictConfig]) -> list[ModelSpec]:
+    """The model specs of a config's `classifiers` set (name = the key in the set)."""
+    return [ModelSpec(str(name), cfg) for name, cfg in classifiers.items()]

@@ -1,0 +1,288 @@
+"""The Python API: every analysis as a function of your objects, returning a result that saves and renders.
+
+The CLI composes a config, builds the same objects and calls the same analysis functions, so a run from
+Python and a run from the command line with the same settings give the same numbers and share the model
+store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from xai_cli.analysis.context import Model, ModelSpec, RunContext
+from xai_cli.analysis.discrepancy import (DiscrepancyResult, DiscrepancySettings, build_space, check_inputs,
+                                          find_discrepancies)
+from xai_cli.analysis.explain import ExplainResult, ExplainSettings, explain_models
+from xai_cli.analysis.result import AnalysisResult, load_result
+from xai_cli.analysis.train import SPLITS, TrainResult, evaluate
+from xai_cli.config import CONFIG_DIR, compose
+from xai_cli.data.base import ArrayDataModule
+from xai_cli.errors import UserError
+from xai_cli.explainers.base import Explainer
+from xai_cli.models.adapters import Outputs, as_classifier, check_contract
+from xai_cli.training.store import ModelStore
+
+__all__ = ["explain", "discrepancy", "train", "load", "model_spec", "classifier_names", "explainer_names"]
+
+# A model: a classifier name xai trains (e.g. "cnn"), a ModelSpec, a torch.nn.Module, a fitted scikit-learn
+# estimator, or a callable returning class probabilities.
+ModelLike = Union[str, ModelSpec, Any]
+Models = Union[Mapping[str, ModelLike], Sequence[str]]
+Data = Union[ArrayDataModule, str]
+
+
+def classifier_names() -> list[str]:
+    """The classifiers xai can train by name (one YAML file each under configs/classifier/)."""
+    return sorted(p.stem for p in (CONFIG_DIR / "classifier").glob("*.yaml"))
+
+
+def explainer_names() -> list[str]:
+    """The explainers by name (one YAML file each under configs/explainer/)."""
+    return sorted(p.stem for p in (CONFIG_DIR / "explainer").glob("*.yaml"))
+
+
+def _data(data: Data) -> ArrayDataModule:
+    if isinstance(data, str):
+        from xai_cli.datasets import load
+
+        return load(data)
+    if not isinstance(data, ArrayDataModule):
+        raise UserError(f"data must be a dataset (xai.datasets.from_arrays(...) or xai.datasets.load(name)), "
+                        f"not a {type(data).__name__}")
+    data.setup()
+    return data
+
+
+def _base_config(command: str, data: ArrayDataModule, seed: int, model_dir: str | Path | None,
+                 trainer: Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> DictConfig:
+    """The command's config with `data` in place of the dataset, so that model configs resolve against it."""
+    cfg = compose(command, [f"seed={int(seed)}", *overrides])
+    OmegaConf.set_struct(cfg, False)
+    identity = data.store_identity()
+    cfg.dataset = OmegaConf.create(OmegaConf.to_container(identity, resolve=True)
+                                   if isinstance(identity, DictConfig) else identity)
+    if model_dir is not None:
+        cfg.paths.model_dir = str(model_dir)
+    if trainer:
+        unknown = sorted(set(trainer) - set(cfg.trainer))
+        if unknown:
+            raise UserError(f"trainer has no setting {', '.join(unknown)}; valid: {', '.join(cfg.trainer)}")
+        cfg.trainer = OmegaConf.merge(cfg.trainer, dict(trainer))
+    return cfg
+
+
+def model_spec(name: str, data: Data, **settings: Any) -> ModelSpec:
+    """The spec of a classifier xai trains, configured for `data` exactly as the CLI configures it.
+
+    Args:
+        name: a classifier option (`classifier_names()`), e.g. "cnn" or "svm_rbf".
+        data: the dataset the model is for (its input shape and number of classes fill the config).
+        **settings: dotted overrides of the classifier's config, e.g. `{"fit.max_epochs": 2}`.
+
+    Returns:
+        A ModelSpec to pass as a model; the store trains it once and serves it afterwards.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> spec = xai.model_spec("cnn", xai.datasets.load("digits"), **{"fit.max_epochs": 1})
+        >>> spec.config.fit.max_epochs
+        1
+    """
+    return _specs([name], _base_config("train", _data(data), 0, None, None), settings)[0]
+
+
+def _specs(names: Sequence[str], cfg: DictConfig, settings: Mapping[str, Any] | None = None) -> list[ModelSpec]:
+    """Specs of classifiers by name, composed as the CLI's `classifiers=[...]` and resolved against cfg's data."""
+    valid = classifier_names()
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UserError(f"unknown classifier {', '.join(unknown)}; xai trains: {', '.join(valid)}")
+    chosen = compose("train", [f"classifiers=[{','.join(dict.fromkeys(names))}]"]).classifiers
+    out = []
+    for name in names:
+        node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {"model": chosen[name]})
+        for key, value in (settings or {}).items():
+            OmegaConf.update(node, f"model.{key}", value, merge=True)
+        resolved = OmegaConf.to_container(node, resolve=True)["model"]  # type: ignore[index]
+        out.append(ModelSpec(name, OmegaConf.create(resolved)))
+    return out
+
+
+def _models(models: Models, ctx: RunContext, cfg: DictConfig, outputs: Outputs) -> dict[str, Model]:
+    """Names and specs from the store (trained there if missing); the user's own objects wrapped and checked."""
+    items = {m: m for m in models} if isinstance(models, (list, tuple)) else dict(models)  # type: ignore[arg-type]
+    if not items:
+        raise UserError("no models given")
+    probe = ctx.data.split("test").x[:4]
+    names = [v for v in items.values() if isinstance(v, str)]
+    specs = dict(zip(names, _specs(names, cfg))) if names else {}
+    out: dict[str, Model] = {}
+    for key, value in items.items():
+        spec = specs.get(value) if isinstance(value, str) else value if isinstance(value, ModelSpec) else None
+        if spec is not None:
+            stored = ctx.fetch(spec)
+            out[key] = Model(key, stored.model, "trained now" if stored.trained_now else "store", spec, stored)
+            continue
+        classifier = as_classifier(value, outputs)
+        check_contract(key, classifier, probe, ctx.data.num_classes)
+        out[key] = Model(key, classifier, "given")
+    return out
+
+
+def _context(data: ArrayDataModule, cfg: DictConfig) -> RunContext:
+    return RunContext(data, ModelStore(OmegaConf.to_container(cfg.paths, resolve=True)["model_dir"]),  # type: ignore[index]
+                      cfg.trainer, int(cfg.seed))
+
+
+def train(models: Models, data: Data, *, seed: int = 0, model_dir: str | Path | None = None,
+          trainer: Mapping[str, Any] | None = None, splits: Sequence[str] = SPLITS,
+          outputs: Outputs = "logits") -> TrainResult:
+    """Train classifiers into the model store (or take them from it) and evaluate them.
+
+    Args:
+        models: classifier names (`["cnn", "svm_rbf"]`), or a mapping from report names to names, ModelSpecs
+            or your own models (a torch.nn.Module, a fitted scikit-learn estimator, a callable returning
+            probabilities), which are evaluated as given and never retrained.
+        data: a dataset (`xai.datasets.from_arrays`, `xai.datasets.load`) or a dataset name.
+        seed: seeds initialisation, data order and dropout; the same seed gives the same models.
+        model_dir: the model store (default: the CLI's, `$XAI_ROOT/models` or ./models).
+        trainer: Lightning Trainer settings, e.g. `{"max_epochs": 1, "limit_train_batches": 3}`.
+        splits: the splits accuracy is reported on.
+        outputs: what your torch modules return: "logits" or "probabilities".
+
+    Returns:
+        A TrainResult: `metrics` (accuracy per split, parameters, training time, disagreement), the figures,
+        and `models`, the classifiers themselves, ready for the other analyses.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> result = xai.train(["cnn", "svm_rbf"], "digits")
+        >>> result.metrics["models"]["cnn"]["accuracy"]["test"] > 0.9
+        True
+        >>> result.save("outputs/my_train")  # doctest: +SKIP
+    """
+    data = _data(data)
+    cfg = _base_config("train", data, seed, model_dir, trainer)
+    ctx = _context(data, cfg)
+    return evaluate(ctx, _models(models, ctx, cfg, outputs), splits)
+
+
+def explain(models: Models, data: Data, *, explainers: Sequence[str | Explainer] | Mapping[str, str | Explainer] | None = None,
+            n_images: int = 16, indices: Sequence[int] | None = None, target: str = "predicted",
+            background_size: int = 64, faithfulness: Mapping[str, Any] | None = None,
+            stability: Mapping[str, Any] | None = None, randomization: Mapping[str, Any] | None = None,
+            seed: int = 0, model_dir: str | Path | None = None, trainer: Mapping[str, Any] | None = None,
+            outputs: Outputs = "logits") -> ExplainResult:
+    """Explain test images with every explainer on every model, and measure each explanation method.
+
+    Args:
+        models: as in `train`: names xai trains, or your own torch modules (every method applies),
+            fitted scikit-learn estimators and probability callables (model-agnostic methods only; the
+            others are reported as skipped, with the reason).
+        data: a dataset or a dataset name; the test split's images are explained.
+        explainers: names (`explainer_names()`), Explainer instances, or a mapping name → either;
+            default: all ten.
+        n_images: how many test images (the first ones), unless `indices` names them.
+        indices: test-split indices to explain.
+        target: the class explained: "predicted" or "true".
+        background_size: training images used as reference by deep_shap and gradient_shap.
+        faithfulness: `{"steps": 20, "baseline": 0.0}` for the deletion/insertion curves.
+        stability: `{"n_images": 4, "n_samples": 4, "sigma": 0.01}` for the local Lipschitz estimate.
+        randomization: `{"n_images": 8}` for the model-randomisation check.
+        seed: seeds the background draw, the explainers' sampling and the random-weights twin.
+        model_dir, trainer, outputs: as in `train`.
+
+    Returns:
+        An ExplainResult: `metrics["explainers"][explainer][model]` holds time_per_image_s, deletion_auc,
+        insertion_auc (and their random-order baselines), stability, randomization_similarity, or
+        `skipped`; `attributions` holds the maps; `save(dir)` writes the report.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> result = xai.explain({"net": my_module, "svm": my_fitted_svc}, data,
+        ...                      explainers=["saliency", "kernel_shap"], n_images=8)  # doctest: +SKIP
+        >>> result.metrics["explainers"]["saliency"]["net"]["deletion_auc"]  # doctest: +SKIP
+        0.21
+    """
+    data = _data(data)
+    settings = ExplainSettings.of({"n_images": n_images, "indices": indices, "target": target,
+                                   "background_size": background_size, "faithfulness": faithfulness or {},
+                                   "stability": stability or {}, "randomization": randomization or {}})
+    chosen = _explainer_names(explainers)
+    named = [v for v in chosen.values() if isinstance(v, str)]
+    cfg = _base_config("explain", data, seed, model_dir, trainer, [f"explainers=[{','.join(dict.fromkeys(named))}]"])
+    ctx = _context(data, cfg)
+    ctx.require_images("explain")
+    ctx.indices(settings.indices, settings.n_images, "indices")  # before anything trains
+    instances = {key: instantiate(cfg.explainers[v]) if isinstance(v, str) else v for key, v in chosen.items()}
+    return explain_models(ctx, _models(models, ctx, cfg, outputs), instances, settings)
+
+
+def discrepancy(models: Models, data: Data, *, space: str = "latent", generator: Mapping[str, Any] | None = None,
+                seed: int = 0, model_dir: str | Path | None = None, trainer: Mapping[str, Any] | None = None,
+                outputs: Outputs = "logits", **settings: Any) -> DiscrepancyResult:
+    """Where do models of similar accuracy disagree? DIG-CV in a β-VAE's latent space, or DIG on raw inputs.
+
+    Args:
+        models: two or more models, as in `train` (any kind: the search only asks for predictions).
+        data: a dataset or a dataset name.
+        space: "latent" (a β-VAE from the model store, trained there if missing) or "input" (raw features).
+        generator: settings of the β-VAE, e.g. `{"latent_dim": 10, "beta": 4}` (the CLI's `generator.*`).
+        seed, model_dir, trainer, outputs: as in `train`.
+        **settings: the search's settings (the CLI's `discrepancy.*`): anchors (200), anchor_choice
+            ("uncertain" or "random"), neighbours (5), n_steps (32), eps (0.001), max_accuracy_gap (0.01),
+            explain_index (a test image to explain by its nearest areas), n_shown (6), ...
+
+    Returns:
+        A DiscrepancyResult: `metrics` (accuracies, disagreement_rate, n_areas, border_check, realism, ...),
+        `areas` (the arrays of intervals.npz), the figures; `save(dir)` writes the report.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> data = xai.datasets.load("moons")
+        >>> result = xai.discrepancy(["mlp", "svm_rbf"], data, space="input")  # doctest: +SKIP
+        >>> result.metrics["n_areas"]  # doctest: +SKIP
+        57
+    """
+    data = _data(data)
+    s = DiscrepancySettings.of({"space": space, **settings})
+    cfg = _base_config("discrepancy", data, seed, model_dir, trainer)
+    searched = build_space(cfg.discrepancy.spaces, s.space)
+    ctx = _context(data, cfg)
+    check_inputs(ctx, len(models), s)
+    vae = _spec_of(cfg, "generator", "beta_vae", generator) if s.space == "latent" else None
+    return find_discrepancies(ctx, _models(models, ctx, cfg, outputs), searched, s, vae)
+
+
+def _spec_of(cfg: DictConfig, group: str, name: str, settings: Mapping[str, Any] | None) -> ModelSpec:
+    """The spec of the model config at `cfg.<group>` (named `name`), settings merged, resolved against the data."""
+    node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {group: cfg[group]})
+    for key, value in (settings or {}).items():
+        if OmegaConf.select(node, f"{group}.{key}", default="<none>") == "<none>":
+            raise UserError(f"{group} has no setting {key}; its settings: {', '.join(cfg[group])}")
+        OmegaConf.update(node, f"{group}.{key}", value, merge=True)
+    return ModelSpec(name, OmegaConf.create(OmegaConf.to_container(node, resolve=True)[group]))  # type: ignore[index]
+
+
+def _explainer_names(explainers: Any) -> dict[str, str | Explainer]:
+    if explainers is None:
+        explainers = list(compose("explain").explainers)
+    items = dict(explainers) if isinstance(explainers, Mapping) else {
+        (e if isinstance(e, str) else type(e).__name__): e for e in explainers}
+    valid = explainer_names()
+    unknown = [v for v in items.values() if isinstance(v, str) and v not in valid]
+    if unknown:
+        raise UserError(f"unknown explainer {', '.join(unknown)}; valid: {', '.join(valid)}")
+    bad = [k for k, v in items.items() if not isinstance(v, (str, Explainer))]
+    if bad:
+        raise UserError(f"explainer {', '.join(bad)}: give a name or an xai_cli.explainers Explainer")
+    return items
+
+
+def load(run_dir: str | Path) -> AnalysisResult:
+    """The result of a finished run directory (CLI or Python), ready to re-render or read."""
+    return load_result(run_dir)

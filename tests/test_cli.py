@@ -18,6 +18,7 @@ def _metrics_without_timings(path: Path) -> dict:
     for model in metrics["models"].values():
         model.pop("train_time_s")
         model.pop("from_store")
+        model.pop("source")
     return metrics
 
 

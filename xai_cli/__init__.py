@@ -23,6 +23,7 @@ _EXPORTS = {
     "train": ("xai_cli.api", "train"),
     "explain": ("xai_cli.api", "explain"),
     "discrepancy": ("xai_cli.api", "discrepancy"),
+    "counterfactual": ("xai_cli.api", "counterfactual"),
     "load": ("xai_cli.api", "load"),
     "model_spec": ("xai_cli.api", "model_spec"),
     "classifier_names": ("xai_cli.api", "classifier_names"),
@@ -32,6 +33,7 @@ _EXPORTS = {
     "TrainResult": ("xai_cli.analysis.train", "TrainResult"),
     "ExplainResult": ("xai_cli.analysis.explain", "ExplainResult"),
     "DiscrepancyResult": ("xai_cli.analysis.discrepancy", "DiscrepancyResult"),
+    "CounterfactualResult": ("xai_cli.analysis.counterfactual", "CounterfactualResult"),
     "UserError": ("xai_cli.errors", "UserError"),
 }
 

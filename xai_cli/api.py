@@ -14,6 +14,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.analysis.context import Model, ModelSpec, RunContext
+from xai_cli.analysis.counterfactual import (CounterfactualResult, CounterfactualSettings, build_methods,
+                                             find_counterfactuals)
+from xai_cli.analysis.counterfactual import check_inputs as check_counterfactual_inputs
 from xai_cli.analysis.discrepancy import (DiscrepancyResult, DiscrepancySettings, build_space, check_inputs,
                                           find_discrepancies)
 from xai_cli.analysis.explain import ExplainResult, ExplainSettings, explain_models
@@ -26,7 +29,7 @@ from xai_cli.explainers.base import Explainer
 from xai_cli.models.adapters import Outputs, as_classifier, check_contract
 from xai_cli.training.store import ModelStore
 
-__all__ = ["explain", "discrepancy", "train", "load", "model_spec", "classifier_names", "explainer_names"]
+__all__ = ["explain", "discrepancy", "counterfactual", "train", "load", "model_spec", "classifier_names", "explainer_names"]
 
 # A model: a classifier name xai trains (e.g. "cnn"), a ModelSpec, a torch.nn.Module, a fitted scikit-learn
 # estimator, or a callable returning class probabilities.
@@ -258,13 +261,63 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
     return find_discrepancies(ctx, _models(models, ctx, cfg, outputs), searched, s, vae)
 
 
+def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | None = None,
+                   target: str | int = "second", n_images: int = 8, indices: Sequence[int] | None = None,
+                   figure_images: int = 12, method_settings: Mapping[str, Mapping[str, Any]] | None = None,
+                   generator: Mapping[str, Any] | None = None, seed: int = 0, model_dir: str | Path | None = None,
+                   trainer: Mapping[str, Any] | None = None, outputs: Outputs = "logits") -> CounterfactualResult:
+    """The smallest realistic change that makes a classifier predict another class, by each method.
+
+    Args:
+        model: one model, as in `train` (a name, a ModelSpec, a torch module, a fitted estimator, a callable);
+            wachter and prototype need gradients (a torch module), latent_rl only predictions.
+        data: a dataset of images, or its name.
+        methods: from "wachter", "prototype", "latent_rl" (default: all three).
+        target: "second" (each image's second most likely class) or a class index.
+        n_images, indices: which test images (the first n, unless indices names them).
+        figure_images: rows of the figure.
+        method_settings: per method, settings over the CLI's `counterfactual.registry.<method>`, e.g.
+            `{"wachter": {"steps": 40}, "latent_rl": {"fit": {"steps": 200}}}`.
+        generator: settings of the β-VAE the prototype and latent methods work in (the CLI's `generator.*`).
+        seed, model_dir, trainer, outputs: as in `train`.
+
+    Returns:
+        A CounterfactualResult: `metrics["methods"][method]` holds validity, l1, l2, sparsity,
+        in_distribution, nearest_train_rms and time_per_cf_s (or `skipped`); `counterfactuals` the arrays.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> result = xai.counterfactual(my_module, "digits", methods=["wachter"], n_images=4)  # doctest: +SKIP
+        >>> result.metrics["methods"]["wachter"]["validity"]  # doctest: +SKIP
+        1.0
+    """
+    data = _data(data)
+    s = CounterfactualSettings.of({"methods": list(methods or CounterfactualSettings.methods), "target": target,
+                                   "n_images": n_images, "indices": indices, "figure_images": figure_images})
+    cfg = _base_config("counterfactual", data, seed, model_dir, trainer)
+    registry = cfg.counterfactual.registry
+    for name, values in (method_settings or {}).items():
+        if name not in registry:
+            raise UserError(f"method_settings: unknown method {name}; valid: {', '.join(registry)}")
+        registry[name] = OmegaConf.merge(registry[name], dict(values))
+    vae = _spec_of(cfg, "generator", "beta_vae", generator)  # first: the registry interpolates generator.*
+    chosen = build_methods(registry, list(s.methods))
+    ctx = _context(data, cfg)
+    check_counterfactual_inputs(ctx, s)
+    key = model if isinstance(model, str) else model.name if isinstance(model, ModelSpec) else "model"
+    (handle,) = _models({key: model}, ctx, cfg, outputs).values()
+    settings = {m: OmegaConf.to_container(registry[m], resolve=True) for m in s.methods}
+    return find_counterfactuals(ctx, handle, vae, chosen, s, settings)
+
+
 def _spec_of(cfg: DictConfig, group: str, name: str, settings: Mapping[str, Any] | None) -> ModelSpec:
-    """The spec of the model config at `cfg.<group>` (named `name`), settings merged, resolved against the data."""
-    node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {group: cfg[group]})
+    """The spec of the model config at `cfg.<group>` (named `name`) with `settings` merged into the config
+    itself (so that what interpolates it, e.g. an actor's latent size, follows), resolved against the data."""
     for key, value in (settings or {}).items():
-        if OmegaConf.select(node, f"{group}.{key}", default="<none>") == "<none>":
+        if OmegaConf.select(cfg[group], key, default="<none>") == "<none>":
             raise UserError(f"{group} has no setting {key}; its settings: {', '.join(cfg[group])}")
-        OmegaConf.update(node, f"{group}.{key}", value, merge=True)
+        OmegaConf.update(cfg[group], key, value, merge=True)
+    node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {group: cfg[group]})
     return ModelSpec(name, OmegaConf.create(OmegaConf.to_container(node, resolve=True)[group]))  # type: ignore[index]
 
 

@@ -3,6 +3,7 @@ results that save, load and re-render."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -196,3 +197,46 @@ def test_discrepancy_between_a_users_own_estimators_in_input_space(tmp_path: Pat
         xai.discrepancy({"lr": models["lr"]}, data, space="input")
     with pytest.raises(UserError, match="discrepancy.space=pixels is not a space: choose one of latent, input"):
         xai.discrepancy(models, data, space="pixels")
+
+
+CF_BUDGET = {"wachter": {"search_rounds": 2, "steps": 15}, "prototype": {"search_rounds": 2, "steps": 15},
+             "latent_rl": {"fit": {"steps": 20, "batch_size": 32}}}
+
+
+def test_counterfactuals_for_a_users_module_and_callable(digits, net, logreg, tmp_path: Path) -> None:
+    store = tmp_path / "models"
+    first = xai.counterfactual(net, digits, methods=["wachter", "latent_rl"], n_images=3, method_settings=CF_BUDGET,
+                               model_dir=store, trainer=TRAINER)
+    m = first.metrics
+    assert m["classifier"]["source"] == "given" and m["settings"]["wachter"]["steps"] == 15
+    saved = first.counterfactuals
+    for method in ("wachter", "latent_rl"):
+        valid = saved[f"{method}_valid"]
+        assert m["methods"][method]["validity"] == pytest.approx(valid.mean())
+        assert np.array_equal(saved[method][~valid], saved["originals"][~valid])
+    assert not m["methods"]["latent_rl"]["actor_from_store"]
+    # the actor learned against the user's module is keyed by its weights: found again, not retrained...
+    again = xai.counterfactual(net, digits, methods=["latent_rl"], n_images=3, method_settings=CF_BUDGET,
+                               model_dir=store, trainer=TRAINER)
+    assert again.metrics["methods"]["latent_rl"]["actor_from_store"]
+    # ...and other weights are another model
+    changed = copy.deepcopy(net)
+    with torch.no_grad():
+        changed[3].bias += 0.01
+    third = xai.counterfactual(changed, digits, methods=["latent_rl"], n_images=3, method_settings=CF_BUDGET,
+                               model_dir=store, trainer=TRAINER)
+    assert not third.metrics["methods"]["latent_rl"]["actor_from_store"]
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        return logreg.predict_proba(x.reshape(len(x), -1))
+
+    before = sorted(p.name for p in store.iterdir())
+    plain = xai.counterfactual(probabilities, digits, methods=["wachter", "latent_rl"], n_images=2,
+                               method_settings=CF_BUDGET, model_dir=store, trainer=TRAINER)
+    assert "gradients" in plain.metrics["methods"]["wachter"]["skipped"]
+    assert "validity" in plain.metrics["methods"]["latent_rl"]
+    assert sorted(p.name for p in store.iterdir()) == before  # a callable has no identity: its actor is not kept
+    run = plain.save(tmp_path / "run").parent
+    assert load_result(run).to_markdown() == (run / "report.md").read_text()
+    with pytest.raises(UserError, match="counterfactual.methods: unknown \\['dice'\\]"):
+        xai.counterfactual(net, digits, methods=["dice"], model_dir=store)

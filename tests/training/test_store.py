@@ -100,3 +100,15 @@ def test_a_model_loaded_from_the_store_is_in_eval_mode_like_a_freshly_trained_on
     loaded = store.get("mlp", cfg.classifiers.mlp, data, cfg.dataset, cfg.trainer, cfg.seed)
     assert fresh.trained_now and not loaded.trained_now
     assert not fresh.model.training and not loaded.model.training
+
+
+def test_an_entry_is_its_content_key_and_the_name_only_a_label(tmp_path: Path) -> None:
+    """The same config asked for under two names is trained once (e.g. a GAN reached by two option names)."""
+    cfg = _cfg("classifiers=[small_cnn]")
+    store = ModelStore(tmp_path)
+    first, data = _get(store, cfg)
+    second = store.get("my_label", cfg.classifiers["small_cnn"], data, cfg.dataset, cfg.trainer, cfg.seed)
+    assert first.trained_now and not second.trained_now and second.path == first.path
+    assert json.loads((second.path / "meta.json").read_text())["name"] == "small_cnn"
+    other = store.get("small_cnn", cfg.classifiers["small_cnn"], data, cfg.dataset, cfg.trainer, cfg.seed + 1)
+    assert other.trained_now and other.path != first.path  # another key is another entry

@@ -7,27 +7,29 @@ proximity, sparsity, realism and time per method → the grid figure and the rep
 
 from __future__ import annotations
 
-import io
 import logging
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from xai_cli.analysis.context import Model, ModelSpec, RunContext
+from xai_cli.analysis.result import AnalysisResult, save_result
 from xai_cli.counterfactuals.base import Context
-from xai_cli.data.base import ArrayDataModule
 from xai_cli.dig.realism import nearest_distance, reconstruction_error
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import NotApplicable
 from xai_cli.report.counterfactual_figures import counterfactual_grid
-from xai_cli.analysis.result import RunDirResult
+from xai_cli.models.adapters import fingerprint
 from xai_cli.report.document import Document
-from xai_cli.report.writer import RunReport, atomic_write
-from xai_cli.training.store import ModelStore, StoredModel, chosen, load_generator, to_device
+from xai_cli.report.writer import RunReport
+from xai_cli.training.store import ModelStore, StoredModel, chosen
 
 log = logging.getLogger("xai")
 CHANGED = 0.01  # a pixel counts as changed when it moves by more than this (on [0, 1])
@@ -57,164 +59,224 @@ def _in_distribution(vae: Any, x: torch.Tensor) -> np.ndarray:
     return reconstruction_error(x, vae.encode, vae.decode) ** 2  # the shared measure is an RMS
 
 
-class CounterfactualRunner:
-    def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
-        s = cfg.counterfactual
-        unknown = [m for m in s.methods if m not in s.registry]
-        if unknown or not s.methods:
-            raise UserError(f"counterfactual.methods: unknown {unknown or '(none chosen)'}; valid: "
-                            f"{', '.join(s.registry)}")
-        data: ArrayDataModule = instantiate(cfg.dataset)
-        data.setup()
-        if len(data.input_shape) != 3:
-            raise UserError(f"xai counterfactual needs images; {data.name} has inputs of shape {data.input_shape}")
-        fixed_target = _target_class(s.target, data.num_classes)  # bad settings fail before any training
-        test, train = data.split("test"), data.split("train")
-        idx = np.asarray(list(s.indices), dtype=int) if s.indices is not None else np.arange(min(int(s.n_images), len(test)))
-        if ((idx < 0) | (idx >= len(test))).any():
-            raise UserError(f"counterfactual.indices out of range: the test split has {len(test)} images")
-        name = chosen("classifier")
-        store = ModelStore(cfg.paths.model_dir)
-        stored = to_device(store.get(name, cfg.classifier, data, cfg.dataset, cfg.trainer, int(cfg.seed)))
-        model = stored.model
-        stored_vae = load_generator(cfg, data)
-        vae = stored_vae.model
+@dataclass(frozen=True)
+class CounterfactualSettings:
+    """Which images, which targets, which methods (the CLI's `counterfactual.*` but for its `registry`)."""
 
-        x = test.x[idx]
-        probs = model.predict_proba(x)
-        target = _targets(fixed_target, probs)
-        needed = target != torch.from_numpy(probs.argmax(1))  # an image already in its target class needs no change
-        ctx = Context(model, vae, train.x, data.num_classes, int(cfg.seed),
-                      store=self._store_for(cfg, store, data, stored, stored_vae))
+    methods: Sequence[str] = ("wachter", "prototype", "latent_rl")
+    n_images: int = 8
+    indices: Sequence[int] | None = None
+    figure_images: int = 12
+    target: str | int = "second"
 
-        results: dict[str, dict[str, Any]] = {}
-        shown: dict[str, tuple[torch.Tensor | None, np.ndarray, list[str]]] = {}
-        for m in s.methods:
-            method = instantiate(s.registry[m], _recursive_=False)
-            try:
-                method.check(model)
-            except NotApplicable as reason:
-                results[m] = {"skipped": str(reason)}
-                shown[m] = (None, np.zeros(len(x), bool), [""] * len(x))
-                continue
-            info = method.prepare(ctx)
-            start = time.perf_counter()
-            x_cf = method.generate(ctx, x[needed], target[needed])
-            seconds = (time.perf_counter() - start) / max(int(needed.sum()), 1)
-            full = x.clone()
-            full[needed] = x_cf.to(full.dtype)
-            results[m], valid, captions = self._measure(model, vae, train.x, x, full, target, needed, seconds)
-            results[m].update(info)
-            full[~torch.from_numpy(valid)] = x[~torch.from_numpy(valid)]  # what was not reached is not kept
-            shown[m] = (full, valid, captions)
-            log.info("%s: validity %.2f, L1 %.2f, %.4f s per counterfactual", m, results[m]["validity"],
-                     results[m]["l1"] or 0, seconds)
-
-        saved = {"indices": idx, "targets": target.numpy(), "originals": x.numpy()}
-        for m, (cf, valid, _) in shown.items():
-            if cf is not None:
-                saved[m], saved[f"{m}_valid"] = cf.numpy(), valid
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **saved)
-        atomic_write(report.run_dir / "counterfactuals.npz", buffer.getvalue())
-        n = int(s.figure_images)  # the figure shows the first images; the npz holds all
-        captions = [f"#{i} ŷ={p} → {int(t)}" for i, p, t in zip(idx[:n], probs.argmax(1)[:n], target[:n])]
-        first = {m: (None if cf is None else cf[:n], valid[:n], cf_captions[:n])
-                 for m, (cf, valid, cf_captions) in shown.items()}
-        report.save_figure(counterfactual_grid(x[:n], captions, first, f"{name}: counterfactuals (grey: none found)"),
-                           "counterfactuals")
-        metrics = {
-            "command": "counterfactual",
-            "dataset": data.summary(),
-            "seed": int(cfg.seed),
-            "classifier": {"name": name, "accuracy": {"test": float((model.predict_proba(test.x).argmax(1)
-                                                                      == test.y.numpy()).mean())},
-                           "from_store": not stored.trained_now},
-            "indices": idx.tolist(),
-            "predicted": probs.argmax(1).tolist(),
-            "targets": target.tolist(),
-            "target_rule": str(s.target),
-            "figure_images": int(s.figure_images),
-            # the originals' scores: the scale against which the counterfactuals' realism reads
-            "reference_in_distribution": float(_in_distribution(vae, x).mean()),
-            "reference_nearest_train_rms": float(nearest_distance(x, train.x).mean()),
-            "methods": results,
-            "settings": {m: OmegaConf.to_container(s.registry[m], resolve=True) for m in s.methods},
-        }
-        report.write(metrics, self.render(metrics, report.run_dir))
-        return metrics
-
-    @staticmethod
-    def _store_for(cfg: DictConfig, store: ModelStore, data: ArrayDataModule, classifier: StoredModel,
-                   vae: StoredModel) -> Any:
-        """Train-or-load for what a method learns against this classifier and this β-VAE: their store keys
-        join the key, so retraining either retrains what was learned against it."""
-        def get(model_cfg: DictConfig, fit_cfg: DictConfig) -> StoredModel:
-            spec = OmegaConf.create({"model": OmegaConf.to_container(model_cfg, resolve=True),
-                                     "fit": OmegaConf.to_container(fit_cfg, resolve=True),
-                                     "against": {"classifier": classifier.key, "generator": vae.key}})
-            return store.get(f"latent_rl_{classifier.name}", spec, data, cfg.dataset, cfg.trainer, int(cfg.seed),
-                             context={"classifier": classifier.model, "vae": vae.model})
-        return get
-
-    @staticmethod
-    def _measure(model: Any, vae: Any, train_x: torch.Tensor, x: torch.Tensor, x_cf: torch.Tensor,
-                 target: torch.Tensor, needed: torch.Tensor,
-                 seconds: float) -> tuple[dict[str, Any], np.ndarray, list[str]]:
-        p = model.predict_proba(x_cf)
-        valid = (p.argmax(1) == target.numpy()) & needed.numpy()
-        delta = (x_cf - x).flatten(1)
-        l1, l2 = delta.abs().sum(1).numpy(), delta.pow(2).sum(1).sqrt().numpy()
-        sparsity = (delta.abs() > CHANGED).float().mean(1).numpy()
-        realism = _in_distribution(vae, x_cf)
-        # a second realism measure that no method optimises: latent_rl's outputs are VAE decodings, which the
-        # VAE reconstructs well by construction, so in_distribution alone would flatter it
-        nearest = nearest_distance(x_cf, train_x)
-
-        def mean(v: np.ndarray) -> float | None:
-            return float(v[valid].mean()) if valid.any() else None
-
-        out = {"validity": float(valid.sum() / max(int(needed.sum()), 1)), "n": int(needed.sum()),
-               "l1": mean(l1), "l2": mean(l2), "sparsity": mean(sparsity), "in_distribution": mean(realism),
-               "nearest_train_rms": mean(nearest), "time_per_cf_s": seconds}
-        captions = [f"{int(a)} ({q:.2f})" for a, q in zip(p.argmax(1), p.max(1))]
-        return out, valid, captions
-
-    @staticmethod
-    def render(metrics: dict[str, Any], run_dir: Path) -> Document:
-        ds, c = metrics["dataset"], metrics["classifier"]
-        doc = Document(f"xai counterfactual — {ds['name']}, {c['name']}")
-        rule = "its second most likely class" if metrics["target_rule"] == "second" else f"class {metrics['target_rule']}"
-        doc.paragraph(f"For {len(metrics['indices'])} test images, the smallest change that makes {c['name']} "
-                      f"(test accuracy {c['accuracy']['test']:.4f}) predict {rule}, by each method.")
-        doc.table(["method", "validity", "L1", "L2", "sparsity", "in-distribution", "nearest training image",
-                   "s / counterfactual"],
-                  [[m, r["validity"], r["l1"], r["l2"], r["sparsity"], r["in_distribution"], r["nearest_train_rms"],
-                    r["time_per_cf_s"]]
-                   for m, r in metrics["methods"].items() if "validity" in r])
-        for m, r in metrics["methods"].items():
-            if "skipped" in r:
-                doc.paragraph(f"{m}: not applicable to {c['name']} ({r['skipped']}).")
-        doc.paragraph("Validity: share of images whose counterfactual the classifier assigns to the target. L1, L2: "
-                      "size of the change; sparsity: share of pixels changed by more than 0.01; in-distribution: "
-                      "the β-VAE's reconstruction error of the counterfactual (mean squared error per pixel; the "
-                      f"original images score {metrics['reference_in_distribution']:.4f}); nearest training image: "
-                      "RMS per pixel to the closest training image, a realism measure no method optimises (the "
-                      f"originals score {metrics['reference_nearest_train_rms']:.4f}; latent_rl's decoded images "
-                      "flatter the VAE-based score by construction) — all over valid counterfactuals. Time "
-                      "excludes one-off training (the latent_rl actor, kept in the store). The counterfactuals are "
-                      "saved in counterfactuals.npz ('<method>': (N, C, H, W), '<method>_valid', 'originals', "
-                      "'indices', 'targets'); an image with no valid counterfactual holds the original.")
-        doc.figure("figures/counterfactuals.png", f"The first {min(len(metrics['indices']), metrics['figure_images'])} "
-                   "images, each row one (prediction → target); per method the "
-                   "counterfactual with the classifier's answer and probability, and x′ − x (red: added, blue: "
-                   "removed; each map scaled to its own largest change). Grey: none found within the method's "
-                   "budget.", wide=True)
-        return doc
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> "CounterfactualSettings":
+        plain = {k: v for k, v in settings.items() if k != "registry"}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(plain) - known)
+        if unknown:
+            raise UserError(f"counterfactual has no setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**plain)
 
 
-class CounterfactualResult(RunDirResult):
-    """A finished `xai counterfactual` run, re-rendered from its directory (its runner still writes the files itself)."""
+@dataclass
+class CounterfactualResult(AnalysisResult):
+    """Per method: validity, L1/L2 proximity, sparsity, in-distribution score and time; the grid figure.
+
+    `counterfactuals` holds the arrays of counterfactuals.npz: '<method>' (N, C, H, W), '<method>_valid',
+    'originals', 'indices', 'targets'.
+    """
 
     command = "counterfactual"
-    runner = CounterfactualRunner
+
+    @property
+    def counterfactuals(self) -> dict[str, np.ndarray]:
+        if "counterfactuals.npz" not in self.arrays and self.source_dir is not None:
+            with np.load(self.source_dir / "counterfactuals.npz") as saved:
+                self.arrays["counterfactuals.npz"] = {k: saved[k] for k in saved.files}
+        return self.arrays["counterfactuals.npz"]
+
+    def render(self) -> Document:
+        return render(self.metrics, self.has_figure)
+
+
+def build_methods(registry: DictConfig, names: Sequence[str]) -> dict[str, Any]:
+    """The methods `names` from the registry of methods (configs: counterfactual.registry)."""
+    unknown = [m for m in names if m not in registry]
+    if unknown or not names:
+        raise UserError(f"counterfactual.methods: unknown {unknown or '(none chosen)'}; valid: {', '.join(registry)}")
+    return {m: instantiate(registry[m], _recursive_=False) for m in names}
+
+
+def check_inputs(ctx: RunContext, s: CounterfactualSettings) -> int | None:
+    """What can be refused before anything trains; returns the fixed target class (None: each image's second)."""
+    ctx.require_images("counterfactual")
+    fixed = _target_class(s.target, ctx.data.num_classes)
+    ctx.indices(s.indices, s.n_images, "counterfactual.indices")
+    return fixed
+
+
+def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, methods: Mapping[str, Any],
+                         s: CounterfactualSettings, method_settings: Mapping[str, Any]) -> CounterfactualResult:
+    """Every method's counterfactuals for the chosen test images, measured; `method_settings` are reported."""
+    fixed_target = check_inputs(ctx, s)
+    data = ctx.data
+    test, train = data.split("test"), data.split("train")
+    idx = ctx.indices(s.indices, s.n_images, "counterfactual.indices")
+    classifier = model.classifier
+    stored_vae = ctx.fetch(vae_spec)
+    vae = stored_vae.model
+
+    x = test.x[idx]
+    probs = classifier.predict_proba(x)
+    target = _targets(fixed_target, probs)
+    needed = target != torch.from_numpy(probs.argmax(1))  # an image already in its target class needs no change
+    with tempfile.TemporaryDirectory(prefix="xai-unstored-") as scratch:
+        method_ctx = Context(classifier, vae, train.x, data.num_classes, ctx.seed,
+                             store=_learner_store(ctx, model, stored_vae, Path(scratch)))
+        results, shown = _run_methods(methods, method_ctx, classifier, vae, train.x, x, target, needed)
+
+    result = CounterfactualResult(metrics={})
+    saved = {"indices": idx, "targets": target.numpy(), "originals": x.numpy()}
+    for m, (cf, valid, _) in shown.items():
+        if cf is not None:
+            saved[m], saved[f"{m}_valid"] = cf.numpy(), valid
+    result.arrays["counterfactuals.npz"] = saved
+    n = int(s.figure_images)  # the figure shows the first images; the npz holds all
+    captions = [f"#{i} ŷ={p} → {int(t)}" for i, p, t in zip(idx[:n], probs.argmax(1)[:n], target[:n])]
+    first = {m: (None if cf is None else cf[:n], valid[:n], cf_captions[:n])
+             for m, (cf, valid, cf_captions) in shown.items()}
+    result.add_figure(counterfactual_grid(x[:n], captions, first, f"{model.name}: counterfactuals (grey: none found)"),
+                      "counterfactuals")
+    result.metrics = {
+        "command": "counterfactual",
+        "dataset": data.summary(),
+        "seed": ctx.seed,
+        "classifier": {"name": model.name, "accuracy": {"test": ctx.accuracy(classifier)}, **model.describe()},
+        "indices": idx.tolist(),
+        "predicted": probs.argmax(1).tolist(),
+        "targets": target.tolist(),
+        "target_rule": str(s.target),
+        "figure_images": int(s.figure_images),
+        # the originals' scores: the scale against which the counterfactuals' realism reads
+        "reference_in_distribution": float(_in_distribution(vae, x).mean()),
+        "reference_nearest_train_rms": float(nearest_distance(x, train.x).mean()),
+        "methods": results,
+        "settings": dict(method_settings),
+    }
+    return result
+
+
+def _run_methods(methods: Mapping[str, Any], ctx: Context, classifier: Any, vae: Any, train_x: torch.Tensor,
+                 x: torch.Tensor, target: torch.Tensor, needed: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    shown: dict[str, tuple[torch.Tensor | None, np.ndarray, list[str]]] = {}
+    for m, method in methods.items():
+        try:
+            method.check(classifier)
+        except NotApplicable as reason:
+            results[m] = {"skipped": str(reason)}
+            shown[m] = (None, np.zeros(len(x), bool), [""] * len(x))
+            continue
+        info = method.prepare(ctx)
+        start = time.perf_counter()
+        x_cf = method.generate(ctx, x[needed], target[needed])
+        seconds = (time.perf_counter() - start) / max(int(needed.sum()), 1)
+        full = x.clone()
+        full[needed] = x_cf.to(full.dtype)
+        results[m], valid, captions = _measure(classifier, vae, train_x, x, full, target, needed, seconds)
+        results[m].update(info)
+        full[~torch.from_numpy(valid)] = x[~torch.from_numpy(valid)]  # what was not reached is not kept
+        shown[m] = (full, valid, captions)
+        log.info("%s: validity %.2f, L1 %.2f, %.4f s per counterfactual", m, results[m]["validity"],
+                 results[m]["l1"] or 0, seconds)
+    return results, shown
+
+
+def _learner_store(ctx: RunContext, model: Model, vae: StoredModel, scratch: Path) -> Any:
+    """Train-or-load for what a method learns against this classifier and this β-VAE: their identities join
+    the key, so retraining either retrains what was learned against it. A model with no identity (a plain
+    callable) gets a scratch store that disappears with the run."""
+    identity = model.stored.key if model.stored is not None else fingerprint(model.classifier)
+    store = ctx.store if identity is not None else ModelStore(scratch)
+    label = model.spec.name if model.spec is not None else model.name
+
+    def get(model_cfg: DictConfig, fit_cfg: DictConfig) -> StoredModel:
+        spec = OmegaConf.create({"model": OmegaConf.to_container(model_cfg, resolve=True),
+                                 "fit": OmegaConf.to_container(fit_cfg, resolve=True),
+                                 "against": {"classifier": identity, "generator": vae.key}})
+        return store.get(f"latent_rl_{label}", spec, ctx.data, ctx.dataset_cfg, ctx.trainer, ctx.seed,
+                         context={"classifier": model.classifier, "vae": vae.model})
+    return get
+
+
+class CounterfactualRunner:
+    """The CLI's `xai counterfactual`: the configured classifier, β-VAE and methods (`counterfactual.registry`)."""
+
+    def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
+        s = CounterfactualSettings.of(OmegaConf.to_container(cfg.counterfactual, resolve=True))  # type: ignore[arg-type]
+        methods = build_methods(cfg.counterfactual.registry, list(s.methods))
+        ctx = RunContext.from_config(cfg)
+        check_inputs(ctx, s)  # bad settings fail before any training
+        spec = ModelSpec(chosen("classifier"), cfg.classifier)
+        model = ctx.trained([spec])[spec.name]
+        method_settings = {m: OmegaConf.to_container(cfg.counterfactual.registry[m], resolve=True) for m in s.methods}
+        result = find_counterfactuals(ctx, model, ModelSpec(chosen("generator"), cfg.generator), methods, s,
+                                      method_settings)
+        save_result(result, report.run_dir)
+        return result.metrics
+
+
+def _measure(model: Any, vae: Any, train_x: torch.Tensor, x: torch.Tensor, x_cf: torch.Tensor,
+             target: torch.Tensor, needed: torch.Tensor,
+             seconds: float) -> tuple[dict[str, Any], np.ndarray, list[str]]:
+    p = model.predict_proba(x_cf)
+    valid = (p.argmax(1) == target.numpy()) & needed.numpy()
+    delta = (x_cf - x).flatten(1)
+    l1, l2 = delta.abs().sum(1).numpy(), delta.pow(2).sum(1).sqrt().numpy()
+    sparsity = (delta.abs() > CHANGED).float().mean(1).numpy()
+    realism = _in_distribution(vae, x_cf)
+    # a second realism measure that no method optimises: latent_rl's outputs are VAE decodings, which the
+    # VAE reconstructs well by construction, so in_distribution alone would flatter it
+    nearest = nearest_distance(x_cf, train_x)
+
+    def mean(v: np.ndarray) -> float | None:
+        return float(v[valid].mean()) if valid.any() else None
+
+    out = {"validity": float(valid.sum() / max(int(needed.sum()), 1)), "n": int(needed.sum()),
+           "l1": mean(l1), "l2": mean(l2), "sparsity": mean(sparsity), "in_distribution": mean(realism),
+           "nearest_train_rms": mean(nearest), "time_per_cf_s": seconds}
+    captions = [f"{int(a)} ({q:.2f})" for a, q in zip(p.argmax(1), p.max(1))]
+    return out, valid, captions
+
+def render(metrics: dict[str, Any], has_figure: Any) -> Document:
+    """The counterfactual report from its metrics; `has_figure(path)` says which figures exist."""
+    ds, c = metrics["dataset"], metrics["classifier"]
+    doc = Document(f"xai counterfactual — {ds['name']}, {c['name']}")
+    rule = "its second most likely class" if metrics["target_rule"] == "second" else f"class {metrics['target_rule']}"
+    doc.paragraph(f"For {len(metrics['indices'])} test images, the smallest change that makes {c['name']} "
+                  f"(test accuracy {c['accuracy']['test']:.4f}) predict {rule}, by each method.")
+    doc.table(["method", "validity", "L1", "L2", "sparsity", "in-distribution", "nearest training image",
+               "s / counterfactual"],
+              [[m, r["validity"], r["l1"], r["l2"], r["sparsity"], r["in_distribution"], r["nearest_train_rms"],
+                r["time_per_cf_s"]]
+               for m, r in metrics["methods"].items() if "validity" in r])
+    for m, r in metrics["methods"].items():
+        if "skipped" in r:
+            doc.paragraph(f"{m}: not applicable to {c['name']} ({r['skipped']}).")
+    doc.paragraph("Validity: share of images whose counterfactual the classifier assigns to the target. L1, L2: "
+                  "size of the change; sparsity: share of pixels changed by more than 0.01; in-distribution: "
+                  "the β-VAE's reconstruction error of the counterfactual (mean squared error per pixel; the "
+                  f"original images score {metrics['reference_in_distribution']:.4f}); nearest training image: "
+                  "RMS per pixel to the closest training image, a realism measure no method optimises (the "
+                  f"originals score {metrics['reference_nearest_train_rms']:.4f}; latent_rl's decoded images "
+                  "flatter the VAE-based score by construction) — all over valid counterfactuals. Time "
+                  "excludes one-off training (the latent_rl actor, kept in the store). The counterfactuals are "
+                  "saved in counterfactuals.npz ('<method>': (N, C, H, W), '<method>_valid', 'originals', "
+                  "'indices', 'targets'); an image with no valid counterfactual holds the original.")
+    doc.figure("figures/counterfactuals.png", f"The first {min(len(metrics['indices']), metrics['figure_images'])} "
+               "images, each row one (prediction → target); per method the "
+               "counterfactual with the classifier's answer and probability, and x′ − x (red: added, blue: "
+               "removed; each map scaled to its own largest change). Grey: none found within the method's "
+               "budget.", wide=True)
+    return doc

@@ -12,6 +12,8 @@ half-way through a run.
 from __future__ import annotations
 
 import copy
+import hashlib
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -132,3 +134,21 @@ def check_contract(name: str, model: Classifier, x: torch.Tensor, num_classes: i
     if not np.isfinite(probs).all() or not np.allclose(probs.sum(1), 1.0, atol=1e-3) or probs.min() < -1e-6:
         raise UserError(f"model {name!r} does not return probabilities (rows must be ≥ 0 and sum to 1); a torch "
                         "module should return logits")
+
+
+def fingerprint(model: Classifier) -> str | None:
+    """A content identity for a user's model, so that what is learned against it (a counterfactual actor) can
+    be stored and found again: the sha256 of a torch module's weights, or of a fitted estimator's pickled bytes
+    (written, never loaded: nothing runs). None for a plain callable, which has no content to hash."""
+    digest = hashlib.sha256()
+    if isinstance(model, TorchModuleClassifier):
+        digest.update(f"{type(model.module).__module__}.{type(model.module).__qualname__}:{model.outputs}".encode())
+        for name, tensor in sorted(model.module.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        return digest.hexdigest()
+    if isinstance(model, EstimatorClassifier):
+        digest.update(pickle.dumps(model.estimator, protocol=4))
+        return digest.hexdigest()
+    return None

@@ -89,7 +89,10 @@ class ModelStore:
         self.root = Path(root).expanduser().resolve()
 
     def entry_dir(self, name: str, key: str) -> Path:
-        return self.root / f"{name}-{key[:16]}"
+        """The entry of `key`: an existing folder of that key whatever name it was stored under (a name is a
+        label for people; the key is the content), else a new `<name>-<key16>`."""
+        existing = sorted(p for p in self.root.glob(f"*-{key[:16]}") if p.is_dir() and not p.name.startswith("."))
+        return existing[0] if existing else self.root / f"{name}-{key[:16]}"
 
     def get(
         self,
@@ -104,9 +107,9 @@ class ModelStore:
         """Load the model from the store, or train it there first (`context`: objects the fitter needs
         besides the data, e.g. the classifier a counterfactual actor learns against)."""
         key = model_key(model_cfg, dataset_cfg, trainer_cfg, seed)
-        entry = self.entry_dir(name, key)
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(entry) + ".lock"):
+        with FileLock(str(self.root / f"{key[:16]}.lock")):  # one lock per key, whatever the name asked
+            entry = self.entry_dir(name, key)
             if entry.exists():
                 try:
                     model, meta = self._load(entry, model_cfg, seed)

@@ -58,17 +58,6 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path: Path) -> None:
     assert _metrics_without_timings(second / "metrics.json") == _metrics_without_timings(run / "metrics.json")
 
 
-def test_same_config_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
-    """Two independent trainings (separate stores) of the same config agree to the last digit."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    for root in (a, b):
-        assert run_xai("train", *FAST, root=root).returncode == 0
-    ma, mb = (load_json(only_run_dir(r) / "metrics.json") for r in (a, b))
-    assert not any(m["from_store"] for m in mb["models"].values())
-    assert _metrics_without_timings(only_run_dir(a) / "metrics.json") == _metrics_without_timings(only_run_dir(b) / "metrics.json")
-
-
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -173,7 +162,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
 
 
 def test_report_rerenders_a_run_and_a_sweep(tmp_path: Path) -> None:
-    assert run_xai("train", *FAST, "classifiers=[svm_rbf,logreg]", root=tmp_path).returncode == 0
+    assert run_xai("train", *FAST, "classifiers=[logreg]", root=tmp_path).returncode == 0
     run = only_run_dir(tmp_path)
     original = (run / "report.md").read_text()
     (run / "report.md").unlink()

@@ -240,3 +240,24 @@ def test_counterfactuals_for_a_users_module_and_callable(digits, net, logreg, tm
     assert load_result(run).to_markdown() == (run / "report.md").read_text()
     with pytest.raises(UserError, match="counterfactual.methods: unknown \\['dice'\\]"):
         xai.counterfactual(net, digits, methods=["dice"], model_dir=store)
+
+
+def test_the_true_class_can_be_explained(digits, logreg, tmp_path: Path) -> None:
+    result = xai.explain({"lr": logreg}, digits, explainers=["occlusion"], n_images=2, target="true",
+                         model_dir=tmp_path, **SMALL)
+    assert result.metrics["target"] == "true"
+    assert result.metrics["predictions"]["lr"]["target"] == digits.split("test").y[:2].tolist()
+    with pytest.raises(UserError, match="explain.target=guess: choose one of predicted, true"):
+        xai.explain({"lr": logreg}, digits, explainers=["occlusion"], target="guess", model_dir=tmp_path)
+
+
+def test_same_config_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
+    """Two independent trainings (separate stores) of the default pair agree to the last digit."""
+    a, b = (xai.train(["cnn", "svm_rbf"], "digits", model_dir=tmp_path / name, trainer=TRAINER) for name in "ab")
+
+    def without_timings(metrics: dict) -> dict:
+        return {**metrics, "models": {n: {k: v for k, v in m.items() if k != "train_time_s"}
+                                      for n, m in metrics["models"].items()}}
+
+    assert all(m["source"] == "trained now" for m in b.metrics["models"].values())
+    assert without_timings(a.metrics) == without_timings(b.metrics)

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.analysis.context import Model, ModelSpec, RunContext
-from xai_cli.analysis.result import AnalysisResult, save_result
+from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.counterfactuals.base import Context
 from xai_cli.dig.realism import nearest_distance, reconstruction_error
 from xai_cli.errors import UserError
@@ -71,12 +71,7 @@ class CounterfactualSettings:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> "CounterfactualSettings":
-        plain = {k: v for k, v in settings.items() if k != "registry"}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(plain) - known)
-        if unknown:
-            raise UserError(f"counterfactual has no setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**plain)
+        return read_settings(cls, {k: v for k, v in settings.items() if k != "registry"}, "counterfactual")
 
 
 @dataclass
@@ -91,10 +86,7 @@ class CounterfactualResult(AnalysisResult):
 
     @property
     def counterfactuals(self) -> dict[str, np.ndarray]:
-        if "counterfactuals.npz" not in self.arrays and self.source_dir is not None:
-            with np.load(self.source_dir / "counterfactuals.npz") as saved:
-                self.arrays["counterfactuals.npz"] = {k: saved[k] for k in saved.files}
-        return self.arrays["counterfactuals.npz"]
+        return self.array_file("counterfactuals.npz")
 
     def render(self) -> Document:
         return render(self.metrics, self.has_figure)

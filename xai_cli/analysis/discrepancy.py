@@ -28,7 +28,7 @@ from xai_cli.dig.space import interpolate
 from xai_cli.errors import UserError
 from xai_cli.report.dig_figures import area_lengths, image_row, plane_figure, segment_strip
 from xai_cli.analysis.context import Model, ModelSpec, RunContext, specs_from
-from xai_cli.analysis.result import AnalysisResult, save_result
+from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.analysis.train import source_of
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
@@ -64,12 +64,7 @@ class DiscrepancySettings:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> "DiscrepancySettings":
-        plain = {k: v for k, v in settings.items() if k != "spaces"}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(plain) - known)
-        if unknown:
-            raise UserError(f"discrepancy has no setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**plain)
+        return read_settings(cls, {k: v for k, v in settings.items() if k != "spaces"}, "discrepancy")
 
 
 ANCHOR_CHOICES = ("uncertain", "random")
@@ -87,11 +82,7 @@ class DiscrepancyResult(AnalysisResult):
 
     @property
     def areas(self) -> dict[str, np.ndarray]:
-        name = f"{INTERVALS}.npz"
-        if name not in self.arrays and self.source_dir is not None:
-            with np.load(self.source_dir / name) as saved:
-                self.arrays[name] = {k: saved[k] for k in saved.files}
-        return self.arrays[name]
+        return self.array_file(f"{INTERVALS}.npz")
 
     def render(self) -> Document:
         return render(self.metrics, self.has_figure)

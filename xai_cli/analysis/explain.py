@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.analysis.context import Model, RunContext, specs_from
-from xai_cli.analysis.result import AnalysisResult, save_result
+from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.analysis.train import source_of
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer, NotApplicable, probability_function, settings_of
@@ -74,16 +74,8 @@ class ExplainSettings:
         nested = {"faithfulness": Faithfulness, "stability": Stability, "randomization": Randomization}
         for key, kind in nested.items():
             if isinstance(plain.get(key), Mapping):
-                plain[key] = _settings(kind, plain[key], f"explain.{key}")
-        return _settings(cls, plain, "explain")
-
-
-def _settings(kind: type, values: Mapping[str, Any], where: str) -> Any:
-    known = set(kind.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"{where} has no setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    return kind(**values)
+                plain[key] = read_settings(kind, plain[key], f"explain.{key}")
+        return read_settings(cls, plain, "explain")
 
 
 @dataclass
@@ -97,10 +89,7 @@ class ExplainResult(AnalysisResult):
 
     @property
     def attributions(self) -> dict[str, np.ndarray]:
-        if "attributions.npz" not in self.arrays and self.source_dir is not None:
-            with np.load(self.source_dir / "attributions.npz") as saved:
-                self.arrays["attributions.npz"] = {k: saved[k] for k in saved.files}
-        return self.arrays["attributions.npz"]
+        return self.array_file("attributions.npz")
 
     def render(self) -> Document:
         return render(self.metrics, self.has_figure)

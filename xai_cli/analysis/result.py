@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -66,6 +66,13 @@ class AnalysisResult:
         self.figures[path] = png_bytes(fig)
         return path
 
+    def array_file(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays of one .npz file of the run: in memory, or read from the run directory on first use."""
+        if name not in self.arrays and self.source_dir is not None:
+            with np.load(self.source_dir / name) as saved:
+                self.arrays[name] = {k: saved[k] for k in saved.files}
+        return self.arrays[name]
+
     def has_figure(self, path: str) -> bool:
         """Whether the figure exists (in memory, or in the run directory the result was loaded from)."""
         return path in self.figures or (self.source_dir is not None and (self.source_dir / path).is_file())
@@ -101,6 +108,16 @@ class RunDirResult(AnalysisResult):
         if self.source_dir is None:
             raise ValueError(f"a {self.command} result is rendered from its run directory")
         return self.runner.render(self.metrics, self.source_dir)
+
+
+def read_settings(kind: type, values: Mapping[str, Any], where: str) -> Any:
+    """A settings dataclass from a mapping (the CLI's `<command>.*` or the API's keywords); an unknown key is
+    one line naming the valid ones."""
+    known = set(kind.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{where} has no setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    return kind(**values)
 
 
 def save_result(result: AnalysisResult, run_dir: Path) -> Path:

@@ -108,31 +108,55 @@ def _specs(names: Sequence[str], cfg: DictConfig, settings: Mapping[str, Any] | 
     out = []
     for name in names:
         node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {"model": chosen[name]})
-        for key, value in (settings or {}).items():
-            OmegaConf.update(node, f"model.{key}", value, merge=True)
+        _apply(node.model, settings, name)
         resolved = OmegaConf.to_container(node, resolve=True)["model"]  # type: ignore[index]
         out.append(ModelSpec(name, OmegaConf.create(resolved)))
     return out
 
 
+def _apply(node: DictConfig, settings: Mapping[str, Any] | None, where: str) -> None:
+    """Dotted settings merged into a config node; a key the node does not have is one line, not a new key."""
+    missing = object()
+    for key, value in (settings or {}).items():
+        if OmegaConf.select(node, key, default=missing) is missing:
+            raise UserError(f"{where} has no setting {key}; its settings: {', '.join(str(k) for k in node)}")
+        OmegaConf.update(node, key, value, merge=True)
+
+
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: {"fit": {"steps": 20}} -> {"fit.steps": 20}."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _models(models: Models, ctx: RunContext, cfg: DictConfig, outputs: Outputs) -> dict[str, Model]:
-    """Names and specs from the store (trained there if missing); the user's own objects wrapped and checked."""
+    """The user's own objects wrapped and checked first (a bad one is refused before anything trains), then
+    names and specs from the store (trained there if missing)."""
     items = {m: m for m in models} if isinstance(models, (list, tuple)) else dict(models)  # type: ignore[arg-type]
     if not items:
         raise UserError("no models given")
     probe = ctx.data.split("test").x[:4]
+    given: dict[str, Model] = {}
+    for key, value in items.items():
+        if not isinstance(value, (str, ModelSpec)):
+            classifier = as_classifier(value, outputs)
+            check_contract(key, classifier, probe, ctx.data.num_classes)
+            given[key] = Model(key, classifier, "given")
     names = [v for v in items.values() if isinstance(v, str)]
     specs = dict(zip(names, _specs(names, cfg))) if names else {}
     out: dict[str, Model] = {}
     for key, value in items.items():
-        spec = specs.get(value) if isinstance(value, str) else value if isinstance(value, ModelSpec) else None
-        if spec is not None:
-            stored = ctx.fetch(spec)
-            out[key] = Model(key, stored.model, "trained now" if stored.trained_now else "store", spec, stored)
+        if key in given:
+            out[key] = given[key]
             continue
-        classifier = as_classifier(value, outputs)
-        check_contract(key, classifier, probe, ctx.data.num_classes)
-        out[key] = Model(key, classifier, "given")
+        spec = specs[value] if isinstance(value, str) else value
+        stored = ctx.fetch(spec)
+        out[key] = Model(key, stored.model, "trained now" if stored.trained_now else "store", spec, stored)
     return out
 
 
@@ -299,7 +323,7 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
     for name, values in (method_settings or {}).items():
         if name not in registry:
             raise UserError(f"method_settings: unknown method {name}; valid: {', '.join(registry)}")
-        registry[name] = OmegaConf.merge(registry[name], dict(values))
+        _apply(registry[name], _dotted(values), f"method {name}")
     vae = _spec_of(cfg, "generator", "beta_vae", generator)  # first: the registry interpolates generator.*
     chosen = build_methods(registry, list(s.methods))
     ctx = _context(data, cfg)
@@ -313,10 +337,7 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
 def _spec_of(cfg: DictConfig, group: str, name: str, settings: Mapping[str, Any] | None) -> ModelSpec:
     """The spec of the model config at `cfg.<group>` (named `name`) with `settings` merged into the config
     itself (so that what interpolates it, e.g. an actor's latent size, follows), resolved against the data."""
-    for key, value in (settings or {}).items():
-        if OmegaConf.select(cfg[group], key, default="<none>") == "<none>":
-            raise UserError(f"{group} has no setting {key}; its settings: {', '.join(cfg[group])}")
-        OmegaConf.update(cfg[group], key, value, merge=True)
+    _apply(cfg[group], settings, group)
     node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {group: cfg[group]})
     return ModelSpec(name, OmegaConf.create(OmegaConf.to_container(node, resolve=True)[group]))  # type: ignore[index]
 

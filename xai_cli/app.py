@@ -30,8 +30,6 @@ from xai_cli.report.writer import RunReport, atomic_write
 log = logging.getLogger("xai")
 
 
-
-
 class RunFailed(Exception):
     """A run (or some jobs of a sweep) failed; `detail` is the file that tells why."""
 

@@ -80,6 +80,9 @@ def test_load_configures_a_dataset_as_the_cli_does(digits) -> None:
 
     assert OmegaConf.to_container(digits.store_identity()) == OmegaConf.to_container(cli.dataset, resolve=True)
     assert xai.datasets.load("digits", image_size=32).input_shape == (1, 32, 32)
+    assert xai.model_spec("cnn", digits, **{"fit.max_epochs": 2}).config.fit.max_epochs == 2
+    with pytest.raises(UserError, match="cnn has no setting fit.max_epoch;"):
+        xai.model_spec("cnn", digits, **{"fit.max_epoch": 2})
     with pytest.raises(UserError, match="unknown dataset 'nope'; choose one of .*digits"):
         xai.datasets.load("nope")
     with pytest.raises(UserError, match="has no setting colour"):
@@ -129,7 +132,7 @@ def test_explainers_as_instances_and_callables_as_models(digits, logreg, tmp_pat
 def test_a_models_contract_is_checked_before_anything_runs(digits, tmp_path: Path) -> None:
     wrong = nn.Sequential(nn.Flatten(), nn.Linear(784, 5))
     with pytest.raises(UserError, match="model 'wrong' outputs 5 classes, dataset has 10"):
-        xai.explain({"wrong": wrong}, digits, explainers=["saliency"], n_images=1, model_dir=tmp_path)
+        xai.explain({"cnn": "cnn", "wrong": wrong}, digits, explainers=["saliency"], n_images=1, model_dir=tmp_path)
     with pytest.raises(UserError, match="does not return probabilities"):
         xai.explain({"raw": lambda x: np.ones((len(x), 10))}, digits, explainers=["occlusion"], model_dir=tmp_path)
     with pytest.raises(UserError, match="is not fitted"):
@@ -240,6 +243,10 @@ def test_counterfactuals_for_a_users_module_and_callable(digits, net, logreg, tm
     assert load_result(run).to_markdown() == (run / "report.md").read_text()
     with pytest.raises(UserError, match="counterfactual.methods: unknown \\['dice'\\]"):
         xai.counterfactual(net, digits, methods=["dice"], model_dir=store)
+    with pytest.raises(UserError, match="method wachter has no setting step; its settings: .*steps"):
+        xai.counterfactual(net, digits, method_settings={"wachter": {"step": 3}}, model_dir=store)
+    with pytest.raises(UserError, match="generator has no setting latent; its settings: .*latent_dim"):
+        xai.counterfactual(net, digits, generator={"latent": 3}, model_dir=store)
 
 
 def test_the_true_class_can_be_explained(digits, logreg, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ earlier version and re-renders it, or says in one line which version it cannot r
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from xai_cli.report.document import Document
 from xai_cli.report.writer import METRICS, SCHEMA_VERSION, atomic_write, json_default, png_bytes
 
 RESULTS: dict[str, type["AnalysisResult"]] = {}  # command -> its result class, filled by subclassing
+# command -> the module defining its result class, imported on demand (`xai report` loads one analysis only)
+RESULT_MODULES = {command: f"xai_cli.analysis.{command}"
+                  for command in ("train", "explain", "discrepancy", "consistency", "uncertainty", "counterfactual")}
 
 
 @dataclass
@@ -154,8 +158,6 @@ def write_report(result: AnalysisResult, run_dir: Path) -> None:
 
 def load_result(run_dir: str | Path) -> AnalysisResult:
     """The result of a finished run directory (figures are read from it as they are needed)."""
-    import xai_cli.analysis.registry  # noqa: F401  (every analysis registers its result class)
-
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / METRICS).is_file():
         hint = " (the run failed: see error.txt)" if (run_dir / "error.txt").is_file() else ""
@@ -165,9 +167,10 @@ def load_result(run_dir: str | Path) -> AnalysisResult:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{run_dir / METRICS} is not valid JSON ({exc})") from exc
     command = metrics.get("command") if isinstance(metrics, dict) else None
-    if command not in RESULTS:
+    if command not in RESULT_MODULES:
         raise UserError(f"{run_dir / METRICS} names command {command!r}, not one of xai's: "
-                        f"{', '.join(sorted(RESULTS))}")
+                        f"{', '.join(RESULT_MODULES)}")
+    importlib.import_module(RESULT_MODULES[command])  # a fixed module of ours, never one a file names
     cls = RESULTS[command]
     version = metrics.get("schema_version", 0)
     if not isinstance(version, int) or version > cls.schema_version:

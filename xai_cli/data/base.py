@@ -14,8 +14,8 @@ from typing import Any, Literal, Sequence
 import lightning.pytorch as L
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from omegaconf import DictConfig
+from sklearn.model_selection import train_test_split
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 SplitName = Literal["train", "val", "test"]

@@ -24,6 +24,7 @@ _EXPORTS = {
     "explain": ("xai_cli.api", "explain"),
     "discrepancy": ("xai_cli.api", "discrepancy"),
     "counterfactual": ("xai_cli.api", "counterfactual"),
+    "consistency": ("xai_cli.api", "consistency"),
     "load": ("xai_cli.api", "load"),
     "model_spec": ("xai_cli.api", "model_spec"),
     "classifier_names": ("xai_cli.api", "classifier_names"),
@@ -34,6 +35,7 @@ _EXPORTS = {
     "ExplainResult": ("xai_cli.analysis.explain", "ExplainResult"),
     "DiscrepancyResult": ("xai_cli.analysis.discrepancy", "DiscrepancyResult"),
     "CounterfactualResult": ("xai_cli.analysis.counterfactual", "CounterfactualResult"),
+    "ConsistencyResult": ("xai_cli.analysis.consistency", "ConsistencyResult"),
     "UserError": ("xai_cli.errors", "UserError"),
 }
 

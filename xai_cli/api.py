@@ -7,6 +7,8 @@ store.
 
 from __future__ import annotations
 
+import copy
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
@@ -14,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.analysis.context import Model, ModelSpec, RunContext
+from xai_cli.analysis.consistency import ConsistencyResult, ConsistencySettings, measure_consistency
 from xai_cli.analysis.counterfactual import (CounterfactualResult, CounterfactualSettings, build_methods,
                                              find_counterfactuals)
 from xai_cli.analysis.counterfactual import check_inputs as check_counterfactual_inputs
@@ -29,7 +32,7 @@ from xai_cli.explainers.base import Explainer
 from xai_cli.models.adapters import Outputs, as_classifier, check_contract
 from xai_cli.training.store import ModelStore
 
-__all__ = ["explain", "discrepancy", "counterfactual", "train", "load", "model_spec", "classifier_names", "explainer_names"]
+__all__ = ["explain", "discrepancy", "consistency", "counterfactual", "train", "load", "model_spec", "classifier_names", "explainer_names"]
 
 # A model: a classifier name xai trains (e.g. "cnn"), a ModelSpec, a torch.nn.Module, a fitted scikit-learn
 # estimator, or a callable returning class probabilities.
@@ -283,6 +286,64 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
     check_inputs(ctx, len(models), s)
     vae = _spec_of(cfg, "generator", "beta_vae", generator) if s.space == "latent" else None
     return find_discrepancies(ctx, _models(models, ctx, cfg, outputs), searched, s, vae)
+
+
+def consistency(architectures: Models, data: Data, *, perturbation: str = "all", copies: int = 3,
+                explainers: Sequence[str | Explainer] | Mapping[str, str | Explainer] | None = None,
+                model_agnostic_explainer: str = "kernel_shap", n_per_class: int = 30, test_size: float = 0.3,
+                explain_seed: int = 0, background_size: int = 64, figure_images: int = 3, seed: int = 0,
+                model_dir: str | Path | None = None, trainer: Mapping[str, Any] | None = None) -> ConsistencyResult:
+    """Agree to Disagree: do copies of one architecture, differing in one source of training randomness at a
+    time, explain the same images alike?
+
+    Args:
+        architectures: classifier names (`["small_cnn", "svm_rbf"]`) or ModelSpecs, or a mapping from report
+            names to either. Copies are trained, so a trained model cannot stand for an architecture.
+        data: a dataset or a dataset name.
+        perturbation: "seed" (init, data order and dropout together), "shuffle", "dropout" or "all".
+        copies: copies per perturbation, the base copy included.
+        explainers: names or Explainer instances (default: gradient_shap).
+        model_agnostic_explainer: the explainer for architectures none of `explainers` can explain.
+        n_per_class: test images per class explained by every copy.
+        test_size: share of each class's images held out to test the distinguishing regression.
+        explain_seed: the explainers' sampling, the same for every copy.
+        background_size, figure_images, seed, model_dir, trainer: as in `explain` and `train`.
+
+    Returns:
+        A ConsistencyResult: `metrics["table"]` (per architecture and explainer: alpha, C, C_by_perturbation,
+        accuracy_mean, accuracy_std), `metrics["pairs"]` (S, jsd, ks, wilcoxon per pair), the figures.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> result = xai.consistency(["small_cnn"], "digits", perturbation="seed", copies=2)  # doctest: +SKIP
+        >>> result.metrics["table"][0]["C"]  # doctest: +SKIP
+        0.62
+    """
+    data = _data(data)
+    s = ConsistencySettings.of({"perturbation": perturbation, "copies": copies, "n_per_class": n_per_class,
+                                "test_size": test_size, "explain_seed": explain_seed,
+                                "background_size": background_size, "figure_images": figure_images})
+    chosen = _explainer_names(explainers if explainers is not None else ["gradient_shap"])
+    if model_agnostic_explainer not in explainer_names():
+        raise UserError(f"unknown explainer {model_agnostic_explainer}; valid: {', '.join(explainer_names())}")
+    named = [v for v in chosen.values() if isinstance(v, str)]
+    cfg = _base_config("consistency", data, seed, model_dir, trainer,
+                       [f"explainers=[{','.join(dict.fromkeys(named))}]",
+                        f"explainer@consistency.model_agnostic_explainer={model_agnostic_explainer}"])
+    items = {a: a for a in architectures} if isinstance(architectures, (list, tuple)) else dict(architectures)  # type: ignore[arg-type]
+    if not items:
+        raise UserError("no architectures given")
+    trained = [k for k, v in items.items() if not isinstance(v, (str, ModelSpec))]
+    if trained:
+        raise UserError(f"consistency retrains copies of an architecture: give classifier names or ModelSpecs, "
+                        f"not a trained model ({', '.join(trained)})")
+    names = [v for v in items.values() if isinstance(v, str)]
+    specs = dict(zip(names, _specs(names, cfg))) if names else {}
+    architectures_ = [ModelSpec(key, (specs[v] if isinstance(v, str) else v).config) for key, v in items.items()]
+    factories = {key: (partial(instantiate, cfg.explainers[v]) if isinstance(v, str) else partial(copy.deepcopy, v))
+                 for key, v in chosen.items()}
+    fallback = (model_agnostic_explainer, partial(instantiate, cfg.consistency.model_agnostic_explainer))
+    return measure_consistency(_context(data, cfg), architectures_, factories, fallback, s)
 
 
 def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | None = None,

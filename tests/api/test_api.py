@@ -114,6 +114,9 @@ def test_explain_a_users_torch_module_and_sklearn_estimator(digits, net, logreg,
     loaded = load_result(run)
     assert isinstance(loaded, xai.ExplainResult) and loaded.to_markdown() == (run / "report.md").read_text()
     assert np.array_equal(loaded.attributions["net/saliency"], result.attributions["net/saliency"])
+    copy_dir = loaded.save(tmp_path / "copy").parent  # a loaded run saved elsewhere is whole
+    assert (copy_dir / "report.html").read_text() == html.read_text()
+    assert sorted(p.name for p in (copy_dir / "figures").iterdir()) == sorted(p.name for p in (run / "figures").iterdir())
 
 
 def test_explainers_as_instances_and_callables_as_models(digits, logreg, tmp_path: Path) -> None:
@@ -268,3 +271,20 @@ def test_same_config_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
 
     assert all(m["source"] == "trained now" for m in b.metrics["models"].values())
     assert without_timings(a.metrics) == without_timings(b.metrics)
+
+
+def test_consistency_of_architectures_by_name(digits, net, tmp_path: Path) -> None:
+    result = xai.consistency({"small": "small_cnn", "lr": "logreg"}, digits, perturbation="seed", copies=2,
+                             explainers=["saliency"], n_per_class=3, model_dir=tmp_path, trainer=TRAINER)
+    table = {row["architecture"]: row for row in result.metrics["table"]}
+    assert table["small"]["explainer"] == "saliency" and table["small"]["alpha"] == 1
+    assert table["lr"]["explainer"] == "kernel_shap"  # no gradients: the model-agnostic explainer steps in
+    assert all(0.0 <= row["C"] <= 1.0 for row in table.values())
+    copies = table["small"]["accuracy_by_copy"]
+    assert set(copies) == {"base", "seed-1"} and len({p.name for p in tmp_path.iterdir() if p.is_dir()}) == 4
+    run = result.save(tmp_path / "run").parent
+    assert load_result(run).to_markdown() == (run / "report.md").read_text()
+    with pytest.raises(UserError, match="retrains copies of an architecture.*\\(net\\)"):
+        xai.consistency({"net": net}, digits, model_dir=tmp_path)
+    with pytest.raises(UserError, match="consistency.perturbation=noise: choose one of seed, shuffle, dropout, all"):
+        xai.consistency(["small_cnn"], digits, perturbation="noise", model_dir=tmp_path)

@@ -10,9 +10,10 @@ C = 1 − mean S per perturbation and overall → table, S heat maps, the copies
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,17 +22,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from xai_cli.data.base import ArrayDataModule, Split
+from xai_cli.analysis.context import ModelSpec, RunContext
+from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
+from xai_cli.data.base import Split
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer, NotApplicable
 from xai_cli.metrics.agreement import (consistency, distinguishability, jensen_shannon, kolmogorov_smirnov,
                                        wilcoxon_statistic)
 from xai_cli.report.attribution_figures import attribution_grid
-from xai_cli.analysis.result import RunDirResult
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
 from xai_cli.report.writer import RunReport
-from xai_cli.training.store import ModelStore, to_device
 from xai_cli.utils.progress import track
 
 log = logging.getLogger("xai")
@@ -71,181 +72,229 @@ def _images(test: Split, n_per_class: int, num_classes: int) -> np.ndarray:
     return np.sort(np.concatenate([np.flatnonzero(y == c)[:n_per_class] for c in range(num_classes)]))
 
 
-class ConsistencyRunner:
-    def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
-        s = cfg.consistency
-        names = list(PERTURBATIONS) if s.perturbation == "all" else [str(s.perturbation)]
-        if any(p not in PERTURBATIONS for p in names):
-            raise UserError(f"consistency.perturbation={s.perturbation}: choose one of "
+@dataclass(frozen=True)
+class ConsistencySettings:
+    """Which randomness varies, how many copies, which images (the CLI's `consistency.*`)."""
+
+    perturbation: str = "all"   # seed, shuffle, dropout, or all
+    copies: int = 3
+    n_per_class: int = 30
+    test_size: float = 0.3
+    explain_seed: int = 0
+    background_size: int = 64
+    figure_images: int = 3
+
+    def __post_init__(self) -> None:
+        if any(p not in PERTURBATIONS for p in self.names):
+            raise UserError(f"consistency.perturbation={self.perturbation}: choose one of "
                             f"{', '.join([*PERTURBATIONS, 'all'])}")
-        if int(s.copies) < 2:
+        if int(self.copies) < 2:
             raise UserError("consistency.copies must be at least 2: a pair is needed to compare")
-        if not cfg.explainers:
-            raise UserError("no explainers selected: e.g. explainers=[gradient_shap]")
-        data: ArrayDataModule = instantiate(cfg.dataset)
-        data.setup()
-        test, train = data.split("test"), data.split("train")
-        idx = _images(test, int(s.n_per_class), data.num_classes)
-        x, y = test.x[idx], test.y[idx]
-        rng = np.random.default_rng(int(cfg.seed))
-        background = train.x[np.sort(rng.choice(len(train), min(int(s.background_size), len(train)), replace=False))]
-        store = ModelStore(cfg.paths.model_dir)
 
-        table, pairs, figures = [], [], {}
-        skipped: dict[str, str] = {}
-        for arch, arch_cfg in cfg.classifiers.items():
-            plain = OmegaConf.create(OmegaConf.to_container(arch_cfg, resolve=True))
-            perturbations = [p for p in names if applicable(p, plain)]
-            if not perturbations:  # e.g. dropout on a model without dropout: nothing to compare, nothing to train
-                skipped[arch] = f"{', '.join(names)} does not apply (the model has no dropout)"
-                log.warning("%s: skipped, %s", arch, skipped[arch])
-                continue
-            plan = plan_copies(perturbations, int(s.copies), int(cfg.seed))
-            models, accuracy = {}, {}
-            for label, seeds in track(plan.items(), f"{arch}: copies", total=len(plan)):
-                copy_cfg = OmegaConf.merge(plain, {"fit": {"seeds": seeds}})
-                model = to_device(store.get(arch, copy_cfg, data, cfg.dataset, cfg.trainer, int(cfg.seed))).model
-                models[label] = model
-                accuracy[label] = float((model.predict_proba(test.x).argmax(1) == test.y.numpy()).mean())
-            for explainer_name, explainer in self._explainers(cfg, models[BASE]).items():
-                explainer.set_background(background)
-                maps = {}
-                for label, model in track(models.items(), f"{arch}: {explainer_name} on each copy", total=len(models)):
-                    torch.manual_seed(int(s.explain_seed))  # the same sampling for every copy: differences are the model's
-                    maps[label] = explainer.explain(model, x, y).numpy()
-                row, arch_pairs, matrix = self._compare(arch, explainer_name, maps, y.numpy(), names, perturbations,
-                                                        accuracy, int(s.copies), float(s.test_size), int(cfg.seed))
-                table.append(row)
-                pairs += arch_pairs
-                key = f"{arch}_{explainer_name}"
-                labels = list(maps)
-                figures[key] = {
-                    "architecture": arch, "explainer": explainer_name,
-                    "S": report.save_figure(heatmap(matrix, labels, labels, f"{arch} / {explainer_name}: S(a, b)",
-                                                    value_format="{:.2f}", cmap="magma_r"), f"S_{key}"),
-                    "maps": report.save_figure(self._copies_figure(x, y, maps, int(s.figure_images),
-                                                                   f"{arch} / {explainer_name}: the same images, "
-                                                                   "explained by each copy"), f"copies_{key}"),
-                }
-                log.info("%s / %s: C = %.3f over %d pairs", arch, explainer_name, row["C"], row["alpha"])
+    @property
+    def names(self) -> list[str]:
+        return list(PERTURBATIONS) if self.perturbation == "all" else [str(self.perturbation)]
 
-        metrics = {
-            "command": "consistency",
-            "dataset": data.summary(),
-            "seed": int(cfg.seed),
-            "perturbations": names,
-            "copies": int(s.copies),
-            "n_images": int(len(idx)),
-            "n_per_class": int(s.n_per_class),
-            "test_size": float(s.test_size),
-            "table": table,
-            "skipped": skipped,
-            "pairs": pairs,
-            "figures": figures,
-        }
-        report.write(metrics, self.render(metrics, report.run_dir))
-        return metrics
-
-    @staticmethod
-    def _explainers(cfg: DictConfig, model: Any) -> dict[str, Explainer]:
-        """The chosen explainers that can explain this model; the model-agnostic one if none can."""
-        out = {}
-        for name, e in cfg.explainers.items():
-            explainer = instantiate(e)
-            try:
-                explainer.check(model)
-                out[name] = explainer
-            except NotApplicable:
-                continue
-        if not out:
-            fallback = cfg.consistency.model_agnostic_explainer
-            choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-            name = choices.get("explainer@consistency.model_agnostic_explainer", "model_agnostic")
-            out[name] = instantiate(fallback)
-        return out
-
-    @staticmethod
-    def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarray, names: list[str],
-                 perturbations: list[str], accuracy: dict[str, float], copies: int, test_size: float,
-                 seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
-        labels = list(maps)
-        matrix = np.zeros((len(labels), len(labels)))
-        for i, j in combinations(range(len(labels)), 2):
-            matrix[i, j] = matrix[j, i] = distinguishability(maps[labels[i]], maps[labels[j]], y, test_size, seed)
-        for i, label in enumerate(labels):  # S(a, a), computed like any other pair: 0 when the method is sound
-            matrix[i, i] = distinguishability(maps[label], maps[label], y, test_size, seed)
-
-        pairs, by_perturbation = [], {}
-        for p in perturbations:
-            scores = []
-            for a, b in combinations(copies_of(p, copies), 2):
-                score = float(matrix[labels.index(a), labels.index(b)])
-                scores.append(score)
-                pairs.append({"architecture": arch, "explainer": explainer, "perturbation": p, "a": a, "b": b,
-                              "S": score, "jsd": jensen_shannon(maps[a], maps[b]),
-                              "ks": kolmogorov_smirnov(maps[a], maps[b]),
-                              "wilcoxon": wilcoxon_statistic(maps[a], maps[b])})
-            by_perturbation[p] = consistency(scores)
-        accuracies = list(accuracy.values())
-        row = {
-            "architecture": arch,
-            "explainer": explainer,
-            "alpha": len(pairs),
-            "C": consistency([q["S"] for q in pairs]),
-            "C_by_perturbation": {p: by_perturbation.get(p) for p in names},  # None: n/a for this model
-            "accuracy_mean": float(np.mean(accuracies)),
-            "accuracy_std": float(np.std(accuracies)),
-            "accuracy_by_copy": accuracy,
-        }
-        return row, pairs, matrix
-
-    @staticmethod
-    def _copies_figure(x: torch.Tensor, y: torch.Tensor, maps: dict[str, np.ndarray], n: int, title: str) -> Any:
-        # one image per class first, so the figure shows different digits
-        _, first = np.unique(y.numpy(), return_index=True)
-        rows = np.sort(first)[:n]
-        return attribution_grid(x[rows], {k: torch.from_numpy(v[rows]) for k, v in maps.items()},
-                                [f"y={int(y[r])}" for r in rows], title)
-
-    @staticmethod
-    def render(metrics: dict[str, Any], run_dir: Path) -> Document:
-        ds = metrics["dataset"]
-        doc = Document(f"xai consistency — {ds['name']}")
-        doc.paragraph(f"Copies of each architecture differ in one source of training randomness at a time "
-                      f"({', '.join(metrics['perturbations'])}; {metrics['copies']} copies each, the base copy "
-                      f"shared). Each copy explains the same {metrics['n_images']} test images "
-                      f"({metrics['n_per_class']} per class) for their true class. For a pair of copies, a "
-                      "logistic regression learns to tell their explanations apart, per class, on "
-                      f"{1 - metrics['test_size']:.0%} of the images and is tested on the rest: S = 2·|accuracy − "
-                      "0.5| (0: indistinguishable, 1: always told apart). Consistency C = 1 − mean S over the α "
-                      "compared pairs.")
-        perturbations = metrics["perturbations"]
-        doc.table(["architecture", "explainer", "α", "C", *[f"C ({p})" for p in perturbations], "accuracy"],
-                  [[r["architecture"], r["explainer"], r["alpha"], r["C"],
-                    *["n/a" if r["C_by_perturbation"][p] is None else r["C_by_perturbation"][p] for p in perturbations],
-                    f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %"] for r in metrics["table"]])
-        for arch, reason in metrics.get("skipped", {}).items():
-            doc.paragraph(f"{arch}: not compared — {reason}.")
-        doc.paragraph("n/a: the perturbation does not apply (no dropout in the model, e.g. an SVM or a ResNet). "
-                      "S has a noise floor: maps that differ by chance alone (independent noise) score about 0.21 "
-                      "on average with 30 images per class, 0.12 with 100; raise consistency.n_per_class to "
-                      "lower it.")
-        doc.heading("Pairs")
-        doc.paragraph("Beside S, the slides' alternative distinguishers, each averaged over images: Jensen–Shannon "
-                      "distance between the normalised |attribution| distributions, the Kolmogorov–Smirnov statistic "
-                      "and the Wilcoxon signed-rank statistic of the paired pixel values (all 0 for identical maps).")
-        doc.table(["architecture", "explainer", "perturbation", "a", "b", "S", "JSD", "KS", "Wilcoxon"],
-                  [[q["architecture"], q["explainer"], q["perturbation"], q["a"], q["b"], q["S"], q["jsd"], q["ks"],
-                    q["wilcoxon"]] for q in metrics["pairs"]])
-        for fig in metrics["figures"].values():
-            doc.heading(f"{fig['architecture']} / {fig['explainer']}")
-            doc.figure(fig["S"], "S for every pair of copies (the diagonal computed too: a copy against itself).")
-            doc.figure(fig["maps"], "Each column one copy; red: evidence for the true class, blue: against.")
-        return doc
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> "ConsistencySettings":
+        return read_settings(cls, {k: v for k, v in settings.items() if k != "model_agnostic_explainer"},
+                             "consistency")
 
 
-class ConsistencyResult(RunDirResult):
-    """A finished `xai consistency` run, re-rendered from its directory (its runner still writes the files itself)."""
+@dataclass
+class ConsistencyResult(AnalysisResult):
+    """The paper's table (per architecture and explainer: α, C, C per perturbation, accuracy mean ± std), every
+    pair's S and alternative distances, and the figures."""
 
     command = "consistency"
-    runner = ConsistencyRunner
+
+    def render(self) -> Document:
+        return render(self.metrics, self.has_figure)
+
+
+ExplainerFactory = Callable[[], Explainer]
+
+
+def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], explainers: Mapping[str, ExplainerFactory],
+                        fallback: tuple[str, ExplainerFactory], s: ConsistencySettings) -> ConsistencyResult:
+    """Train (or load) the copies of each architecture, explain the same images with each, compare every pair.
+
+    `explainers` build fresh explainers per architecture; `fallback` (a model-agnostic one) serves an
+    architecture none of them can explain."""
+    if not explainers:
+        raise UserError("no explainers selected: e.g. explainers=[gradient_shap]")
+    data = ctx.data
+    test = data.split("test")
+    idx = _images(test, int(s.n_per_class), data.num_classes)
+    x, y = test.x[idx], test.y[idx]
+    background = ctx.background(s.background_size)
+    names = s.names
+
+    result = ConsistencyResult(metrics={})
+    table, pairs, figures = [], [], {}
+    skipped: dict[str, str] = {}
+    for spec in architectures:
+        arch = spec.name
+        perturbations = [p for p in names if applicable(p, spec.config)]
+        if not perturbations:  # e.g. dropout on a model without dropout: nothing to compare, nothing to train
+            skipped[arch] = f"{', '.join(names)} does not apply (the model has no dropout)"
+            log.warning("%s: skipped, %s", arch, skipped[arch])
+            continue
+        plan = plan_copies(perturbations, int(s.copies), ctx.seed)
+        models, accuracy = {}, {}
+        for label, seeds in track(plan.items(), f"{arch}: copies", total=len(plan)):
+            copy_spec = ModelSpec(arch, OmegaConf.merge(spec.config, {"fit": {"seeds": seeds}}))
+            model = ctx.fetch(copy_spec).model
+            models[label] = model
+            accuracy[label] = ctx.accuracy(model)
+        for explainer_name, explainer in _usable(explainers, fallback, models[BASE]).items():
+            explainer.set_background(background)
+            maps = {}
+            for label, model in track(models.items(), f"{arch}: {explainer_name} on each copy", total=len(models)):
+                torch.manual_seed(int(s.explain_seed))  # the same sampling for every copy: differences are the model's
+                maps[label] = explainer.explain(model, x, y).numpy()
+            row, arch_pairs, matrix = _compare(arch, explainer_name, maps, y.numpy(), names, perturbations,
+                                               accuracy, int(s.copies), float(s.test_size), ctx.seed)
+            table.append(row)
+            pairs += arch_pairs
+            key = f"{arch}_{explainer_name}"
+            labels = list(maps)
+            figures[key] = {
+                "architecture": arch, "explainer": explainer_name,
+                "S": result.add_figure(heatmap(matrix, labels, labels, f"{arch} / {explainer_name}: S(a, b)",
+                                               value_format="{:.2f}", cmap="magma_r"), f"S_{key}"),
+                "maps": result.add_figure(_copies_figure(x, y, maps, int(s.figure_images),
+                                                         f"{arch} / {explainer_name}: the same images, "
+                                                         "explained by each copy"), f"copies_{key}"),
+            }
+            log.info("%s / %s: C = %.3f over %d pairs", arch, explainer_name, row["C"], row["alpha"])
+
+    result.metrics = {
+        "command": "consistency",
+        "dataset": data.summary(),
+        "seed": ctx.seed,
+        "perturbations": names,
+        "copies": int(s.copies),
+        "n_images": int(len(idx)),
+        "n_per_class": int(s.n_per_class),
+        "test_size": float(s.test_size),
+        "table": table,
+        "skipped": skipped,
+        "pairs": pairs,
+        "figures": figures,
+    }
+    return result
+
+
+def _usable(explainers: Mapping[str, ExplainerFactory], fallback: tuple[str, ExplainerFactory],
+            model: Any) -> dict[str, Explainer]:
+    """The chosen explainers that can explain this model; the model-agnostic one if none can."""
+    out = {}
+    for name, build in explainers.items():
+        explainer = build()
+        try:
+            explainer.check(model)
+            out[name] = explainer
+        except NotApplicable:
+            continue
+    if not out:
+        name, build = fallback
+        out[name] = build()
+    return out
+
+
+class ConsistencyRunner:
+    """The CLI's `xai consistency`: the configured architectures and explainers, settings from `consistency.*`."""
+
+    def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
+        s = ConsistencySettings.of(OmegaConf.to_container(cfg.consistency, resolve=True))  # type: ignore[arg-type]
+        if not cfg.explainers:
+            raise UserError("no explainers selected: e.g. explainers=[gradient_shap]")
+        ctx = RunContext.from_config(cfg)
+        architectures = [ModelSpec(name, OmegaConf.create(OmegaConf.to_container(c, resolve=True)))
+                         for name, c in cfg.classifiers.items()]
+        explainers = {name: partial(instantiate, e) for name, e in cfg.explainers.items()}
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        fallback_name = choices.get("explainer@consistency.model_agnostic_explainer", "model_agnostic")
+        fallback = (fallback_name, partial(instantiate, cfg.consistency.model_agnostic_explainer))
+        result = measure_consistency(ctx, architectures, explainers, fallback, s)
+        save_result(result, report.run_dir)
+        return result.metrics
+
+
+def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarray, names: list[str],
+             perturbations: list[str], accuracy: dict[str, float], copies: int, test_size: float,
+             seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+    labels = list(maps)
+    matrix = np.zeros((len(labels), len(labels)))
+    for i, j in combinations(range(len(labels)), 2):
+        matrix[i, j] = matrix[j, i] = distinguishability(maps[labels[i]], maps[labels[j]], y, test_size, seed)
+    for i, label in enumerate(labels):  # S(a, a), computed like any other pair: 0 when the method is sound
+        matrix[i, i] = distinguishability(maps[label], maps[label], y, test_size, seed)
+
+    pairs, by_perturbation = [], {}
+    for p in perturbations:
+        scores = []
+        for a, b in combinations(copies_of(p, copies), 2):
+            score = float(matrix[labels.index(a), labels.index(b)])
+            scores.append(score)
+            pairs.append({"architecture": arch, "explainer": explainer, "perturbation": p, "a": a, "b": b,
+                          "S": score, "jsd": jensen_shannon(maps[a], maps[b]),
+                          "ks": kolmogorov_smirnov(maps[a], maps[b]),
+                          "wilcoxon": wilcoxon_statistic(maps[a], maps[b])})
+        by_perturbation[p] = consistency(scores)
+    accuracies = list(accuracy.values())
+    row = {
+        "architecture": arch,
+        "explainer": explainer,
+        "alpha": len(pairs),
+        "C": consistency([q["S"] for q in pairs]),
+        "C_by_perturbation": {p: by_perturbation.get(p) for p in names},  # None: n/a for this model
+        "accuracy_mean": float(np.mean(accuracies)),
+        "accuracy_std": float(np.std(accuracies)),
+        "accuracy_by_copy": accuracy,
+    }
+    return row, pairs, matrix
+
+def _copies_figure(x: torch.Tensor, y: torch.Tensor, maps: dict[str, np.ndarray], n: int, title: str) -> Any:
+    # one image per class first, so the figure shows different digits
+    _, first = np.unique(y.numpy(), return_index=True)
+    rows = np.sort(first)[:n]
+    return attribution_grid(x[rows], {k: torch.from_numpy(v[rows]) for k, v in maps.items()},
+                            [f"y={int(y[r])}" for r in rows], title)
+
+def render(metrics: dict[str, Any], has_figure: Any) -> Document:
+    """The consistency report from its metrics (`has_figure` is the shared signature; every figure is drawn)."""
+    ds = metrics["dataset"]
+    doc = Document(f"xai consistency — {ds['name']}")
+    doc.paragraph(f"Copies of each architecture differ in one source of training randomness at a time "
+                  f"({', '.join(metrics['perturbations'])}; {metrics['copies']} copies each, the base copy "
+                  f"shared). Each copy explains the same {metrics['n_images']} test images "
+                  f"({metrics['n_per_class']} per class) for their true class. For a pair of copies, a "
+                  "logistic regression learns to tell their explanations apart, per class, on "
+                  f"{1 - metrics['test_size']:.0%} of the images and is tested on the rest: S = 2·|accuracy − "
+                  "0.5| (0: indistinguishable, 1: always told apart). Consistency C = 1 − mean S over the α "
+                  "compared pairs.")
+    perturbations = metrics["perturbations"]
+    doc.table(["architecture", "explainer", "α", "C", *[f"C ({p})" for p in perturbations], "accuracy"],
+              [[r["architecture"], r["explainer"], r["alpha"], r["C"],
+                *["n/a" if r["C_by_perturbation"][p] is None else r["C_by_perturbation"][p] for p in perturbations],
+                f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %"] for r in metrics["table"]])
+    for arch, reason in metrics.get("skipped", {}).items():
+        doc.paragraph(f"{arch}: not compared — {reason}.")
+    doc.paragraph("n/a: the perturbation does not apply (no dropout in the model, e.g. an SVM or a ResNet). "
+                  "S has a noise floor: maps that differ by chance alone (independent noise) score about 0.21 "
+                  "on average with 30 images per class, 0.12 with 100; raise consistency.n_per_class to "
+                  "lower it.")
+    doc.heading("Pairs")
+    doc.paragraph("Beside S, the slides' alternative distinguishers, each averaged over images: Jensen–Shannon "
+                  "distance between the normalised |attribution| distributions, the Kolmogorov–Smirnov statistic "
+                  "and the Wilcoxon signed-rank statistic of the paired pixel values (all 0 for identical maps).")
+    doc.table(["architecture", "explainer", "perturbation", "a", "b", "S", "JSD", "KS", "Wilcoxon"],
+              [[q["architecture"], q["explainer"], q["perturbation"], q["a"], q["b"], q["S"], q["jsd"], q["ks"],
+                q["wilcoxon"]] for q in metrics["pairs"]])
+    for fig in metrics["figures"].values():
+        doc.heading(f"{fig['architecture']} / {fig['explainer']}")
+        doc.figure(fig["S"], "S for every pair of copies (the diagonal computed too: a copy against itself).")
+        doc.figure(fig["maps"], "Each column one copy; red: evidence for the true class, blue: against.")
+    return doc

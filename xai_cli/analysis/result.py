@@ -133,6 +133,13 @@ def save_result(result: AnalysisResult, run_dir: Path) -> Path:
     run_dir = Path(run_dir).expanduser()
     if (run_dir / METRICS).exists():
         raise UserError(f"{run_dir} already holds a finished run; choose a new directory")
+    if result.source_dir is not None:  # a loaded run saved elsewhere: bring what is still on disk along
+        for png in sorted((result.source_dir / "figures").glob("*.png")):
+            result.figures.setdefault(f"figures/{png.name}", png.read_bytes())
+        for npz in sorted(result.source_dir.glob("*.npz")):
+            result.array_file(npz.name)
+        for text in sorted(p for p in result.source_dir.glob("*.json") if p.name != METRICS):
+            result.files.setdefault(text.name, text.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     for path, data in result.figures.items():
         atomic_write(run_dir / path, data)

@@ -67,6 +67,7 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path: Path) -> None:
         (["seed=abc"], "seed expects an integer, got 'abc'"),
         (["trainer.max_epoch=1"], "unknown option 'trainer.max_epoch'"),
         (["dataset=npz"], "dataset.file, dataset.num_classes must be set"),
+        (["analysis.splits=[test]"], "analysis.splits is now train.splits"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -122,7 +123,7 @@ def test_multirun_basic_launcher_writes_one_summary(tmp_path: Path) -> None:
 
 def test_multirun_joblib_jobs_share_one_stored_model(tmp_path: Path) -> None:
     """Two parallel jobs that need the same model: one trains it under the lock, the other loads it."""
-    result = run_xai("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "analysis.splits=[test],[val,test]",
+    result = run_xai("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.splits=[test],[val,test]",
                      "classifiers=[small_cnn]", *FAST, root=tmp_path)
     assert result.returncode == 0, result.stderr
     sweep = _sweep_dir(tmp_path)

@@ -21,6 +21,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from xai_cli.errors import UserError
 
+# Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
+RENAMED = {"analysis.splits": "train.splits"}
+
+
 def config_groups(config_dir: Path) -> set[str]:
     """Every config group (folder of YAML files) under config_dir, e.g. 'dataset', 'hydra/launcher'."""
     return {str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))}
@@ -105,6 +109,9 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
     value_overrides: list[Override] = []
     for o in overrides:
         key = o.key_or_group
+        for old, new in RENAMED.items():
+            if key == old or key.startswith(old + "."):
+                raise UserError(f"{key} is now {new + key[len(old):]}: e.g. {new + key[len(old):]}=...")
         if key == "hydra.run.dir" and not o.is_sweep_override():
             run_dir = Path(str(o.value())).expanduser()
             if run_dir.is_dir() and any(run_dir.iterdir()):

@@ -113,11 +113,8 @@ def evaluate(ctx: RunContext, models: dict[str, Model], splits: Sequence[str] = 
 class TrainRunner:
     """The CLI's `xai train`: the configured classifiers from the store (trained there if missing), evaluated."""
 
-    def __init__(self, splits: Sequence[str] = SPLITS) -> None:
-        self.splits = list(splits)
-
     def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
         ctx = RunContext.from_config(cfg)
-        result = evaluate(ctx, ctx.trained(specs_from(cfg.classifiers)), self.splits)
+        result = evaluate(ctx, ctx.trained(specs_from(cfg.classifiers)), list(cfg.train.splits))
         save_result(result, report.run_dir)
         return result.metrics

@@ -96,15 +96,16 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
 
-    from xai_cli.training.store import load_classifiers
+    from xai_cli.analysis.context import RunContext, specs_from
 
     names = [m for m in args.methods.split(",") if m] or list(TARGETS) + ["gradient_shap", "occlusion", "partition_shap"]
     overrides = ["dataset=mnist", "classifiers=[cnn]", f"paths.data_dir={args.data_dir}",
                  f"paths.model_dir={args.model_dir}", f"explainers=[{','.join(names)}]"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="explain", overrides=overrides)
-    data = instantiate(cfg.dataset)
-    model = load_classifiers(cfg, data)["cnn"].model.eval()
+    ctx = RunContext.from_config(cfg)
+    data = ctx.data
+    model = ctx.trained(specs_from(cfg.classifiers))["cnn"].classifier.eval()
     test, train = data.split("test"), data.split("train")
     background = train.x[np.random.default_rng(0).choice(len(train), 100, replace=False)]
     # the plain calls get their own copy: xai's path switches the model's layout (use_fast_layout) in place

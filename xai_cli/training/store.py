@@ -201,20 +201,7 @@ def to_device(stored: StoredModel) -> StoredModel:
     return stored
 
 
-def load_classifiers(cfg: DictConfig, data: ArrayDataModule) -> dict[str, StoredModel]:
-    """Every classifier of `cfg.classifiers`, from the store or trained into it, on the GPU if there is one."""
-    store = ModelStore(cfg.paths.model_dir)
-    return {name: to_device(store.get(name, model_cfg, data, cfg.dataset, cfg.trainer, cfg.seed))
-            for name, model_cfg in cfg.classifiers.items()}
-
-
 def chosen(group: str) -> str:
     """The option chosen for a config group (e.g. classifier → cnn), which names stored models; the group's
     own name outside a Hydra run (tests composing configs directly)."""
     return str(HydraConfig.get().runtime.choices.get(group, group)) if HydraConfig.initialized() else group
-
-
-def load_generator(cfg: DictConfig, data: ArrayDataModule) -> StoredModel:
-    """The generator of `cfg.generator` (its name is the config's option, e.g. beta_vae), as above."""
-    name = chosen("generator")
-    return to_device(ModelStore(cfg.paths.model_dir).get(name, cfg.generator, data, cfg.dataset, cfg.trainer, cfg.seed))

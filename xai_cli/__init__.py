@@ -25,10 +25,12 @@ _EXPORTS = {
     "discrepancy": ("xai_cli.api", "discrepancy"),
     "counterfactual": ("xai_cli.api", "counterfactual"),
     "consistency": ("xai_cli.api", "consistency"),
+    "uncertainty": ("xai_cli.api", "uncertainty"),
     "load": ("xai_cli.api", "load"),
     "model_spec": ("xai_cli.api", "model_spec"),
     "classifier_names": ("xai_cli.api", "classifier_names"),
     "explainer_names": ("xai_cli.api", "explainer_names"),
+    "generator_names": ("xai_cli.api", "generator_names"),
     "ModelSpec": ("xai_cli.analysis.context", "ModelSpec"),
     "AnalysisResult": ("xai_cli.analysis.result", "AnalysisResult"),
     "TrainResult": ("xai_cli.analysis.train", "TrainResult"),
@@ -36,6 +38,7 @@ _EXPORTS = {
     "DiscrepancyResult": ("xai_cli.analysis.discrepancy", "DiscrepancyResult"),
     "CounterfactualResult": ("xai_cli.analysis.counterfactual", "CounterfactualResult"),
     "ConsistencyResult": ("xai_cli.analysis.consistency", "ConsistencyResult"),
+    "UncertaintyResult": ("xai_cli.analysis.uncertainty", "UncertaintyResult"),
     "UserError": ("xai_cli.errors", "UserError"),
 }
 

@@ -25,14 +25,18 @@ from xai_cli.analysis.discrepancy import (DiscrepancyResult, DiscrepancySettings
 from xai_cli.analysis.explain import ExplainResult, ExplainSettings, explain_models
 from xai_cli.analysis.result import AnalysisResult, load_result
 from xai_cli.analysis.train import SPLITS, TrainResult, evaluate
-from xai_cli.config import CONFIG_DIR, compose
+from xai_cli.analysis.uncertainty import (UncertaintyResult, UncertaintySettings, check_generator,
+                                          measure_uncertainty)
+from xai_cli.analysis.uncertainty import check_inputs as check_uncertainty_inputs
+from xai_cli.config import SUITED, compose, data_kind, group_options
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer
 from xai_cli.models.adapters import Outputs, as_classifier, check_contract
 from xai_cli.training.store import ModelStore
 
-__all__ = ["explain", "discrepancy", "consistency", "counterfactual", "train", "load", "model_spec", "classifier_names", "explainer_names"]
+__all__ = ["explain", "discrepancy", "consistency", "counterfactual", "uncertainty", "train", "load", "model_spec",
+           "classifier_names", "explainer_names", "generator_names"]
 
 # A model: a classifier name xai trains (e.g. "cnn"), a ModelSpec, a torch.nn.Module, a fitted scikit-learn
 # estimator, or a callable returning class probabilities.
@@ -43,12 +47,17 @@ Data = Union[ArrayDataModule, str]
 
 def classifier_names() -> list[str]:
     """The classifiers xai can train by name (one YAML file each under configs/classifier/)."""
-    return sorted(p.stem for p in (CONFIG_DIR / "classifier").glob("*.yaml"))
+    return group_options("classifier")
 
 
 def explainer_names() -> list[str]:
     """The explainers by name (one YAML file each under configs/explainer/)."""
-    return sorted(p.stem for p in (CONFIG_DIR / "explainer").glob("*.yaml"))
+    return group_options("explainer")
+
+
+def generator_names() -> list[str]:
+    """The conditional GANs `uncertainty` can train by name (configs/generator/, but for the β-VAE)."""
+    return [g for g in group_options("generator") if g != "beta_vae"]
 
 
 def _data(data: Data) -> ArrayDataModule:
@@ -161,6 +170,16 @@ def _models(models: Models, ctx: RunContext, cfg: DictConfig, outputs: Outputs) 
         stored = ctx.fetch(spec)
         out[key] = Model(key, stored.model, "trained now" if stored.trained_now else "store", spec, stored)
     return out
+
+
+def _one(model: ModelLike) -> dict[str, ModelLike]:
+    """A single model under its report name: a one-entry mapping {name: model} names it; a name or a spec
+    names itself; anything else is "model"."""
+    if isinstance(model, Mapping):
+        if len(model) != 1:
+            raise UserError(f"give one model (or {{name: model}}), not {len(model)}")
+        return dict(model)
+    return {model if isinstance(model, str) else model.name if isinstance(model, ModelSpec) else "model": model}
 
 
 def _context(data: ArrayDataModule, cfg: DictConfig) -> RunContext:
@@ -354,8 +373,9 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
     """The smallest realistic change that makes a classifier predict another class, by each method.
 
     Args:
-        model: one model, as in `train` (a name, a ModelSpec, a torch module, a fitted estimator, a callable);
-            wachter and prototype need gradients (a torch module), latent_rl only predictions.
+        model: one model, as in `train` (a name, a ModelSpec, a torch module, a fitted estimator, a callable),
+            or `{report_name: model}`; wachter and prototype need gradients (a torch module), latent_rl
+            only predictions.
         data: a dataset of images, or its name.
         methods: from "wachter", "prototype", "latent_rl" (default: all three).
         target: "second" (each image's second most likely class) or a class index.
@@ -389,10 +409,55 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
     chosen = build_methods(registry, list(s.methods))
     ctx = _context(data, cfg)
     check_counterfactual_inputs(ctx, s)
-    key = model if isinstance(model, str) else model.name if isinstance(model, ModelSpec) else "model"
-    (handle,) = _models({key: model}, ctx, cfg, outputs).values()
+    (handle,) = _models(_one(model), ctx, cfg, outputs).values()
     settings = {m: OmegaConf.to_container(registry[m], resolve=True) for m in s.methods}
     return find_counterfactuals(ctx, handle, vae, chosen, s, settings)
+
+
+def uncertainty(model: ModelLike | None, data: Data, *, generator: str | None = None,
+                generator_settings: Mapping[str, Any] | None = None, seed: int = 0,
+                model_dir: str | Path | None = None, trainer: Mapping[str, Any] | None = None,
+                outputs: Outputs = "logits", **settings: Any) -> UncertaintyResult:
+    """What makes a classifier uncertain: a GAN conditioned on class and on the classifier's confidence (MSP),
+    trained against the frozen classifier, then asked for every (class, MSP) of a grid.
+
+    Args:
+        model: one model, as in `train` (a name, a ModelSpec, a torch module, a fitted estimator, a callable
+            returning probabilities), or `{report_name: model}`; None: the classifier that suits the data
+            (cnn on images, mlp on points). `aux_weight` > 0 needs a torch module (its gradients).
+        data: a dataset or a dataset name.
+        generator: a conditional GAN (`generator_names()`); None: the one that suits the data (stylegan2_lite
+            up to 32 px, mlp_gan_images above, mlp_gan on points).
+        generator_settings: dotted settings over the generator's config, e.g. `{"fit.steps": 2000}`.
+        seed, model_dir, trainer, outputs: as in `train`.
+        **settings: the CLI's `uncertainty.*`: aux_weight (0.0), condition_class ("predicted" or "true"),
+            grid_points (7), msp_low (0.4), n_per_point (50), shown_msp ([1.0, 0.7]), n_shown (8),
+            n_realism (1000), explain_index (a test image made progressively less confident), inversion.
+
+    Returns:
+        An UncertaintyResult: `metrics["evaluation"]` holds msp_pearson, msp_spearman, msp_mae,
+        class_agreement, per_point and (images) realism; the figures; `save(dir)` writes the report.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> result = xai.uncertainty(None, "moons", generator_settings={"fit.steps": 1500})  # doctest: +SKIP
+        >>> result.metrics["evaluation"]["msp_pearson"]  # doctest: +SKIP
+        0.83
+    """
+    data = _data(data)
+    s = UncertaintySettings.of(settings)
+    suited = SUITED[data_kind(data.input_shape)]
+    name = generator or suited["generator"]
+    if name not in generator_names():
+        raise UserError(f"unknown generator {name}; valid: {', '.join(generator_names())}")
+    cfg = _base_config("uncertainty", data, seed, model_dir, trainer, [f"generator={name}"])
+    gan = _spec_of(cfg, "generator", name, generator_settings)
+    ctx = _context(data, cfg)
+    check_uncertainty_inputs(ctx, s)
+    check_generator(gan)
+    model = suited["classifier"] if model is None else model
+    (handle,) = _models(_one(model), ctx, cfg, outputs).values()
+    return measure_uncertainty(ctx, handle, gan, s)
 
 
 def _spec_of(cfg: DictConfig, group: str, name: str, settings: Mapping[str, Any] | None) -> ModelSpec:

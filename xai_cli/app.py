@@ -23,7 +23,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from xai_cli.config import CONFIG_DIR
 from xai_cli.config_check import preflight
-from xai_cli.errors import UserError
+from xai_cli.errors import UserError, user_error_in
 from xai_cli.report import sweep
 from xai_cli.report.writer import RunReport, atomic_write
 
@@ -39,8 +39,9 @@ class RunFailed(Exception):
 
 
 def describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, UserError):
-        return str(exc)
+    wrapped = user_error_in(exc)
+    if wrapped is not None:
+        return str(wrapped)
     if isinstance(exc, MissingMandatoryValue):
         return f"{exc.full_key} must be set"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -12,8 +12,9 @@ from typing import Sequence
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def _config_dir() -> Path:
@@ -22,6 +23,59 @@ def _config_dir() -> Path:
 
 
 CONFIG_DIR = _config_dir()
+
+# Set groups: `classifiers=[cnn,svm_rbf]` selects options of the single group `classifier`, each under its
+# own key (classifiers.cnn, classifiers.svm_rbf). Hydra merges every option of a list into one package, so
+# each option needs an entry that places it under its key; they are registered here, one per option file,
+# instead of an include file per option: adding a classifier or an explainer is one YAML file.
+SET_GROUPS = {"classifiers": "classifier", "explainers": "explainer"}
+
+# The classifier and the conditional GAN `xai uncertainty` uses unless told otherwise, by the kind of input
+# (`data_kind`): a dataset needs no file of its own to get them.
+SUITED = {
+    "points": {"classifier": "mlp", "generator": "mlp_gan"},
+    "images": {"classifier": "cnn", "generator": "stylegan2_lite"},  # up to 32 px: stylegan2_lite's networks
+    "large_images": {"classifier": "cnn", "generator": "mlp_gan_images"},
+}
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, e.g. group_options("explainer") -> ["deep_shap", ...]."""
+    return sorted(p.stem for p in (CONFIG_DIR / SET_GROUPS.get(group, group)).glob("*.yaml"))
+
+
+def data_kind(input_shape: Sequence[int]) -> str:
+    """"points" for feature vectors, "images" up to 32 px, "large_images" above."""
+    if len(input_shape) != 3:
+        return "points"
+    return "images" if max(int(input_shape[1]), int(input_shape[2])) <= 32 else "large_images"
+
+
+def suited(group: str, dataset: str) -> str:
+    """The `group` option that suits the dataset option `dataset`, judged by its input shape as its file
+    declares it (settings given on the command line, e.g. dataset.image_size=64, are not seen here: Hydra
+    chooses options before it reads values). Used in the defaults list as `${xai.suited:generator,${dataset}}`."""
+    path = CONFIG_DIR / "dataset" / f"{dataset}.yaml"
+    shape: Sequence[int] = (1, 28, 28)  # a dataset from another config dir: assume small images
+    if path.is_file():
+        node = OmegaConf.load(path)
+        declared = node.get("input_shape")
+        if isinstance(declared, ListConfig):
+            shape = OmegaConf.to_container(declared, resolve=True)  # type: ignore[assignment]  # ${..image_size} resolves in the file
+    return SUITED[data_kind(shape)][group]
+
+
+def _register() -> None:
+    if not OmegaConf.has_resolver("xai.suited"):
+        OmegaConf.register_new_resolver("xai.suited", suited)
+    store = ConfigStore.instance()
+    for set_group, group in SET_GROUPS.items():
+        for option in group_options(group):
+            store.store(group=set_group, name=option, node={"defaults": [{f"/{group}@{option}": option}]},
+                        provider="xai")
+
+
+_register()
 
 
 def compose(command: str, overrides: Sequence[str] = ()) -> DictConfig:

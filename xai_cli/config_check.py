@@ -19,6 +19,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
 from xai_cli.errors import UserError
 
 # Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
@@ -26,12 +27,14 @@ RENAMED = {"analysis.splits": "train.splits"}
 
 
 def config_groups(config_dir: Path) -> set[str]:
-    """Every config group (folder of YAML files) under config_dir, e.g. 'dataset', 'hydra/launcher'."""
-    return {str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))}
+    """Every config group (folder of YAML files) under config_dir, e.g. 'dataset', 'hydra/launcher', and the
+    set groups registered over them ('classifiers', 'explainers')."""
+    folders = {str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))}
+    return folders | set(SET_GROUPS)
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+    return sorted(p.stem for p in (config_dir / SET_GROUPS.get(group, group)).glob("*.yaml"))
 
 
 def override_tokens(args: list[str]) -> list[str]:

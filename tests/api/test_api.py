@@ -288,3 +288,39 @@ def test_consistency_of_architectures_by_name(digits, net, tmp_path: Path) -> No
         xai.consistency({"net": net}, digits, model_dir=tmp_path)
     with pytest.raises(UserError, match="consistency.perturbation=noise: choose one of seed, shuffle, dropout, all"):
         xai.consistency(["small_cnn"], digits, perturbation="noise", model_dir=tmp_path)
+
+
+def test_uncertainty_of_a_named_model_and_of_a_users_module(tmp_path: Path) -> None:
+    moons = xai.datasets.load("moons")
+    quick = {"generator_settings": {"fit.steps": 100}, "n_per_point": 10, "model_dir": tmp_path / "models"}
+    first = xai.uncertainty(None, moons, **quick)  # the classifier and the GAN that suit 2-D points
+    assert first.metrics["classifier"]["name"] == "mlp" and first.metrics["generator"]["name"] == "mlp_gan_mlp"
+    again = xai.uncertainty("mlp", moons, **quick)
+    assert again.metrics["generator"]["from_store"] and again.metrics["evaluation"] == first.metrics["evaluation"]
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+    mine = xai.uncertainty({"mine": module}, moons, **quick)
+    assert mine.metrics["classifier"]["source"] == "given" and mine.metrics["generator"]["name"] == "mlp_gan_mine"
+    assert not mine.metrics["generator"]["from_store"]
+    assert xai.uncertainty({"mine": module}, moons, **quick).metrics["generator"]["from_store"]  # keyed by its weights
+    with torch.no_grad():
+        module[0].bias += 0.1
+    assert not xai.uncertainty({"mine": module}, moons, **quick).metrics["generator"]["from_store"]  # new weights
+
+    run = tmp_path / "run"
+    mine.save(run)
+    assert load_result(run).to_markdown() == mine.to_markdown()
+    assert {p.name for p in (run / "figures").iterdir()} == {"msp_scatter.png", "plane.png"}
+
+    def probabilities(x: np.ndarray) -> np.ndarray:  # a black box: its GAN is learned, used, not kept
+        return torch.softmax(module(torch.as_tensor(x, dtype=torch.float32)), 1).detach().numpy()
+
+    xai.uncertainty({"box": probabilities}, moons, **quick)
+    assert not list((tmp_path / "models").glob("mlp_gan_box-*"))
+    for bad, message in [({"generator": "beta_vae"}, "unknown generator beta_vae"),
+                         ({"condition_class": "x"}, "use predicted or true"),
+                         ({"explain_index": 10**6}, "out of range"),
+                         ({"grid": 3}, "uncertainty has no setting grid")]:
+        with pytest.raises(UserError, match=message):
+            xai.uncertainty(None, moons, **{**quick, **bad})

@@ -1,8 +1,7 @@
 """What every CLI runner provides: run the configured analysis into the run directory.
 
-A migrated runner builds a `RunContext` from the config, calls its analysis function (the one the Python
-API calls), and saves the typed result (`xai_cli.analysis.result`). Runners not yet migrated write their
-files themselves and keep a static `render(metrics, run_dir)` for `xai report`.
+A runner builds a `RunContext` from the config, calls its analysis function (the one the Python API
+calls), and saves the typed result (`xai_cli.analysis.result`).
 """
 
 from __future__ import annotations

@@ -99,21 +99,6 @@ class AnalysisResult:
         return save_result(self, Path(run_dir))
 
 
-class RunDirResult(AnalysisResult):
-    """The result of an analysis whose runner still writes its run directory itself, read back from it.
-
-    Such runners keep `render(metrics, run_dir)`; their results can be loaded and re-rendered, not yet
-    computed from Python.
-    """
-
-    runner: ClassVar[Any] = None
-
-    def render(self) -> Document:
-        if self.source_dir is None:
-            raise ValueError(f"a {self.command} result is rendered from its run directory")
-        return self.runner.render(self.metrics, self.source_dir)
-
-
 def read_settings(kind: type, values: Mapping[str, Any], where: str) -> Any:
     """A settings dataclass from a mapping (the CLI's `<command>.*` or the API's keywords); an unknown key is
     one line naming the valid ones."""

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai_cli.errors import UserError
+
 
 def _unit_gain(module: nn.Module) -> None:
     """He-normal weights and zero biases for every linear and convolutional layer in `module`.
@@ -131,6 +133,10 @@ class StyleGAN2Generator(nn.Module):
             self.layers.append(nn.ModuleList([first, StyledLayer(ch, ch, w_dim, resolution)]))
             self.to_image.append(ModulatedConv2d(ch, self.out_channels, 1, w_dim, demodulate=False))
         self.native = 4 * 2 ** (len(channels) - 1)
+        if max(output_shape[-2:]) > self.native:  # larger images would be zero-padded: silent nonsense
+            raise UserError(f"stylegan2_lite with {len(channels)} resolution blocks generates up to {self.native} px; "
+                            f"the data is {max(output_shape[-2:])} px: use generator=mlp_gan_images, or give the "
+                            "generator's and the discriminator's channels one entry per doubling")
 
     @property
     def num_ws(self) -> int:

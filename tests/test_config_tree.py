@@ -1,0 +1,107 @@
+"""The config tree as a whole: every registered option composes, and resolves, under every command that
+offers its group; every experiment preset composes under the commands its header names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from xai_cli.config import CONFIG_DIR, SUITED, compose, group_options, suited
+
+COMMANDS = ["train", "explain", "discrepancy", "counterfactual", "consistency", "uncertainty"]
+SET_COMMANDS = ["train", "explain", "discrepancy", "consistency"]  # commands over a set of classifiers
+SINGLE_COMMANDS = ["counterfactual", "uncertainty"]  # commands over one classifier
+# datasets whose files leave values to the user (???)
+REQUIRED = {"npz": ["dataset.file=x.npz", "dataset.num_classes=3"],
+            "image_folder": ["dataset.root=x", "dataset.num_classes=3"]}
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The config resolved, Hydra's own section aside: every interpolation must find its key."""
+    OmegaConf.set_struct(cfg, False)
+    cfg.pop("hydra", None)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("dataset", group_options("dataset"))
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_dataset_composes_with_every_command(command: str, dataset: str) -> None:
+    cfg = resolved(compose(command, [f"dataset={dataset}", *REQUIRED.get(dataset, [])]))
+    assert cfg["dataset"]["_target_"].startswith("xai_cli.data.")
+
+
+@pytest.mark.parametrize("classifier", group_options("classifier"))
+def test_every_classifier_composes_with_every_command(classifier: str) -> None:
+    for command in SET_COMMANDS:
+        cfg = resolved(compose(command, [f"classifiers=[{classifier}]"]))
+        assert list(cfg["classifiers"]) == [classifier], command  # the set holds it under its own key
+        assert {"model", "fit"} <= set(cfg["classifiers"][classifier]), command
+    for command in SINGLE_COMMANDS:
+        cfg = resolved(compose(command, [f"classifier={classifier}"]))
+        assert cfg["classifier"] == resolved(compose("train", [f"classifiers=[{classifier}]"]))["classifiers"][classifier]
+
+
+@pytest.mark.parametrize("explainer", group_options("explainer"))
+def test_every_explainer_composes_and_builds(explainer: str) -> None:
+    for command in ("explain", "consistency"):
+        cfg = compose(command, [f"explainers=[{explainer}]"])
+        assert list(cfg.explainers) == [explainer]
+        assert type(instantiate(cfg.explainers[explainer])).__module__.startswith("xai_cli.explainers.")
+    fallback = compose("consistency", [f"explainer@consistency.model_agnostic_explainer={explainer}"])
+    assert resolved(fallback)["consistency"]["model_agnostic_explainer"]["_target_"].startswith("xai_cli.explainers.")
+
+
+@pytest.mark.parametrize("generator", group_options("generator"))
+def test_every_generator_composes_with_every_command_that_has_one(generator: str) -> None:
+    # no generator reads another command's settings: any of them composes under any command with a generator
+    for command in ("discrepancy", "counterfactual", "uncertainty"):
+        cfg = resolved(compose(command, [f"generator={generator}"]))
+        assert cfg["generator"]["model"]["_target_"].startswith("xai_cli.models.generators."), command
+
+
+def _preset_commands(experiment: str) -> list[str]:
+    text = (CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    return sorted(set(re.findall(rf"xai (\w+)(?: -m)? experiment={experiment}\b", text)))
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_preset_composes_under_the_commands_it_names(experiment: str) -> None:
+    commands = _preset_commands(experiment)
+    assert commands and set(commands) <= set(COMMANDS), f"{experiment}.yaml names no `xai <command> experiment=...`"
+    for command in commands:
+        cfg = resolved(compose(command, [f"experiment={experiment}"]))
+        assert cfg["seed"] == 0
+
+
+@pytest.mark.parametrize("dataset, classifier, generator", [("moons", "mlp", "mlp_gan"),
+                                                            ("digits", "cnn", "stylegan2_lite"),
+                                                            ("mnist_corrupted", "cnn", "stylegan2_lite"),
+                                                            ("npz", "cnn", "stylegan2_lite")])
+def test_uncertainty_takes_the_models_that_suit_the_data(dataset: str, classifier: str, generator: str) -> None:
+    assert suited("classifier", dataset) == classifier and suited("generator", dataset) == generator
+    cfg = compose("uncertainty", [f"dataset={dataset}", *REQUIRED.get(dataset, [])])
+    target = resolved(compose("train", [f"classifiers=[{classifier}]"]))["classifiers"][classifier]["model"]["_target_"]
+    assert cfg.classifier.model._target_ == target
+    # and an explicit choice wins
+    chosen = compose("uncertainty", [f"dataset={dataset}", *REQUIRED.get(dataset, []), "generator=mlp_gan_images"])
+    assert chosen.generator.hidden == 256
+
+
+def test_every_suited_option_exists() -> None:
+    for kind, choice in SUITED.items():
+        for group, option in choice.items():
+            assert option in group_options(group), (kind, group, option)
+
+
+def test_large_images_get_a_generator_that_makes_them() -> None:
+    from xai_cli.analysis.context import ModelSpec
+    from xai_cli.analysis.uncertainty import check_generator
+    from xai_cli.errors import UserError
+
+    npz64 = ["dataset=npz", "dataset.file=x.npz", "dataset.num_classes=3", "dataset.image_size=64"]
+    with pytest.raises(UserError, match="up to 32 px.*generator=mlp_gan_images"):
+        check_generator(ModelSpec("stylegan2_lite", compose("uncertainty", npz64).generator))
+    check_generator(ModelSpec("mlp_gan_images", compose("uncertainty", [*npz64, "generator=mlp_gan_images"]).generator))

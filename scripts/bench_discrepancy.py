@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,22 +38,23 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
 
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from xai_cli.analysis.context import ModelSpec, RunContext, specs_from
-    from xai_cli.analysis.discrepancy import DiscrepancySettings, build_segments, build_space
+    from xai_cli.analysis.discrepancy import DiscrepancySettings, build_segments
+    from xai_cli.config import compose
     from xai_cli.dig.pool import ModelPool
     from xai_cli.dig.search import search
 
     overrides = [f"dataset={args.dataset}", "classifiers=[cnn,svm_rbf]", f"paths.data_dir={args.data_dir}",
                  f"paths.model_dir={args.model_dir}", f"discrepancy.anchors={args.anchors}",
                  f"discrepancy.neighbours={args.neighbours}"]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="discrepancy", overrides=overrides)
+    cfg = compose("discrepancy", overrides)
     ctx = RunContext.from_config(cfg)
     pool = ModelPool({name: m.classifier for name, m in ctx.trained(specs_from(cfg.classifiers)).items()})
     settings = DiscrepancySettings.of(OmegaConf.to_container(cfg.discrepancy, resolve=True))
-    space = build_space(cfg.discrepancy.spaces, "latent")
+    space = instantiate(cfg.space)
     _, codes, _, pairs = build_segments(ctx, space, ModelSpec("beta_vae", cfg.generator), pool, settings)
     z_from, z_to = codes[pairs[:, 0]], codes[pairs[:, 1]]
     print(f"{args.dataset}: cnn + svm_rbf, β-VAE latent space, {len(pairs)} segments, {args.steps} grid points, "

@@ -22,8 +22,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+
+from xai_cli.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"saliency": "≥ 500 img/s", "grad_cam": "≥ 500 img/s", "deeplift": "≥ 500 img/s",
@@ -101,8 +102,7 @@ def main() -> None:
     names = [m for m in args.methods.split(",") if m] or list(TARGETS) + ["gradient_shap", "occlusion", "partition_shap"]
     overrides = ["dataset=mnist", "classifiers=[cnn]", f"paths.data_dir={args.data_dir}",
                  f"paths.model_dir={args.model_dir}", f"explainers=[{','.join(names)}]"]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="explain", overrides=overrides)
+    cfg = compose("explain", overrides)
     ctx = RunContext.from_config(cfg)
     data = ctx.data
     model = ctx.trained(specs_from(cfg.classifiers))["cnn"].classifier.eval()

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+
+from xai_cli.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,8 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def load(args: argparse.Namespace):
     overrides = [f"dataset={args.dataset}", f"classifiers=[{args.model}]", f"paths.data_dir={args.data_dir}",
                  "trainer.limit_val_batches=0", f"trainer.max_epochs={args.epochs}", "trainer.accelerator=cpu"]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose("train", overrides)
     data = instantiate(cfg.dataset)
     data.setup()
     return cfg, data

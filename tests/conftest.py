@@ -13,9 +13,9 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+
+from xai_cli.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
@@ -27,12 +27,7 @@ FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_
 
 def compose_config(command: str = "train", overrides: list[str] | None = None) -> DictConfig:
     """The real composed config of a command (no run directory, no Hydra runtime)."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(config_name=command, overrides=overrides or [])
-    finally:
-        GlobalHydra.instance().clear()
+    return compose(command, overrides or [])
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -11,10 +11,19 @@ from tests.conftest import FAST, load_json, only_run_dir, run_dirs, run_xai
 
 pytestmark = pytest.mark.slow
 
-SMALL = [*FAST, "generator.fit.max_epochs=2", "generator.fit.min_train_images=0", "counterfactual.n_images=4",
-         "counterfactual.registry.wachter.search_rounds=2", "counterfactual.registry.wachter.steps=15",
-         "counterfactual.registry.prototype.search_rounds=2", "counterfactual.registry.prototype.steps=15",
-         "counterfactual.registry.latent_rl.fit.steps=20", "counterfactual.registry.latent_rl.fit.batch_size=32"]
+BUDGET = {"wachter": ["methods.wachter.search_rounds=2", "methods.wachter.steps=15"],
+          "prototype": ["methods.prototype.search_rounds=2", "methods.prototype.steps=15"],
+          "latent_rl": ["methods.latent_rl.fit.steps=20", "methods.latent_rl.fit.batch_size=32"]}
+
+
+def small(*methods: str) -> list[str]:
+    """A small run of `methods` (default: all three), each on a small budget."""
+    chosen = methods or tuple(BUDGET)
+    return [*FAST, "generator.fit.max_epochs=2", "generator.fit.min_train_images=0", "counterfactual.n_images=4",
+            f"methods=[{','.join(chosen)}]", *[o for m in chosen for o in BUDGET[m]]]
+
+
+SMALL = small()
 KEYS = {"validity", "n", "l1", "l2", "sparsity", "in_distribution", "nearest_train_rms", "time_per_cf_s"}
 
 
@@ -45,7 +54,7 @@ def test_counterfactual_end_to_end_on_digits(tmp_path: Path) -> None:
     assert (run / "figures" / "counterfactuals.png").is_file()
 
     # the actor is trained once per (classifier, VAE): a rerun loads it
-    again = run_xai("counterfactual", *SMALL, "counterfactual.methods=[latent_rl]", root=tmp_path)
+    again = run_xai("counterfactual", *small("latent_rl"), root=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "training it" not in again.stderr
     second = load_json(max(run_dirs(tmp_path, "counterfactual")) / "metrics.json")
@@ -54,7 +63,7 @@ def test_counterfactual_end_to_end_on_digits(tmp_path: Path) -> None:
 
 
 def test_the_svm_gets_latent_rl_and_a_reason_for_the_gradient_methods(tmp_path: Path) -> None:
-    result = run_xai("counterfactual", *SMALL, "classifier=svm_rbf", "counterfactual.methods=[wachter,latent_rl]",
+    result = run_xai("counterfactual", *small("wachter", "latent_rl"), "classifier=svm_rbf",
                      "counterfactual.target=3", root=tmp_path)
     assert result.returncode == 0, result.stderr
     m = load_json(only_run_dir(tmp_path, "counterfactual") / "metrics.json")
@@ -64,13 +73,15 @@ def test_the_svm_gets_latent_rl_and_a_reason_for_the_gradient_methods(tmp_path: 
     assert rl["n"] == 4 - m["predicted"].count(3)  # images already predicted 3 need no change
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("counterfactual.methods=[wachter,dice]", "valid: wachter, prototype, latent_rl"),
-    ("counterfactual.target=12", "classes are 0..9"),
-    ("counterfactual.target=seven", "use 'second' or a class index"),
+@pytest.mark.parametrize(("args", "message"), [
+    ([*FAST, "methods=[wachter,dice]"], "unknown methods 'dice'; valid: latent_rl, prototype, wachter"),
+    ([*FAST, "counterfactual.methods=[latent_rl]"], "counterfactual.methods is now methods"),
+    ([*FAST, "counterfactual.registry.wachter.steps=3"], "counterfactual.registry.wachter.steps is now methods.wachter.steps"),
+    ([*SMALL, "counterfactual.target=12"], "classes are 0..9"),
+    ([*SMALL, "counterfactual.target=seven"], "use 'second' or a class index"),
 ])
-def test_bad_settings_fail_in_one_line(tmp_path: Path, override: str, message: str) -> None:
-    result = run_xai("counterfactual", *SMALL, override, root=tmp_path)
+def test_bad_settings_fail_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_xai("counterfactual", *args, root=tmp_path)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr

@@ -52,7 +52,7 @@ def test_discrepancy_end_to_end_on_digits(tmp_path: Path) -> None:
 
 def test_input_space_dig_on_moons_finds_areas_only_where_the_models_differ(tmp_path: Path) -> None:
     overrides = ["dataset=moons", "classifiers=[mlp,svm_rbf]"]
-    result = run_xai("discrepancy", "discrepancy.space=input", *overrides, root=tmp_path)
+    result = run_xai("discrepancy", "space=input", *overrides, root=tmp_path)
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path, "discrepancy")
     m = load_json(run / "metrics.json")
@@ -87,7 +87,7 @@ def test_input_space_dig_on_moons_finds_areas_only_where_the_models_differ(tmp_p
 
 
 def test_bad_discrepancy_settings_fail_in_one_line(tmp_path: Path) -> None:
-    bad_space = run_xai("discrepancy", *FAST, "discrepancy.space=pixels", root=tmp_path)
-    assert bad_space.returncode != 0 and "latent, input" in bad_space.stderr and "Traceback" not in bad_space.stderr
+    bad_space = run_xai("discrepancy", *FAST, "space=pixels", root=tmp_path)
+    assert bad_space.returncode != 0 and "unknown space 'pixels'; valid: input, latent" in bad_space.stderr and "Traceback" not in bad_space.stderr
     one_model = run_xai("discrepancy", *FAST, "classifiers=[svm_rbf]", root=tmp_path)
     assert one_model.returncode != 0 and "at least two" in one_model.stderr and "Traceback" not in one_model.stderr

@@ -48,7 +48,7 @@ def test_a_test_index_out_of_range_is_one_line_before_anything_trains(tmp_path: 
     result = run_xai("uncertainty", *MOONS, "uncertainty.explain_index=100000", root=tmp_path)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "explain_index=100000: the test split has" in errors[0], result.stderr
+    assert len(errors) == 1 and "explain_index [100000] out of range: the test split has" in errors[0], result.stderr
     assert "training it" not in result.stderr
 
 

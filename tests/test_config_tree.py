@@ -105,3 +105,15 @@ def test_large_images_get_a_generator_that_makes_them() -> None:
     with pytest.raises(UserError, match="up to 32 px.*generator=mlp_gan_images"):
         check_generator(ModelSpec("stylegan2_lite", compose("uncertainty", npz64).generator))
     check_generator(ModelSpec("mlp_gan_images", compose("uncertainty", [*npz64, "generator=mlp_gan_images"]).generator))
+
+
+@pytest.mark.parametrize("method", group_options("counterfactual_method"))
+def test_every_counterfactual_method_composes_and_builds(method: str) -> None:
+    cfg = compose("counterfactual", [f"methods=[{method}]"])
+    assert list(cfg.methods) == [method]
+    assert type(instantiate(cfg.methods[method], _recursive_=False)).__module__.startswith("xai_cli.counterfactuals.")
+
+
+@pytest.mark.parametrize("space", group_options("space"))
+def test_every_search_space_composes_and_builds(space: str) -> None:
+    assert instantiate(compose("discrepancy", [f"space={space}"]).space).name == space

@@ -20,8 +20,7 @@ from xai_cli.analysis.consistency import ConsistencyResult, ConsistencySettings,
 from xai_cli.analysis.counterfactual import (CounterfactualResult, CounterfactualSettings, build_methods,
                                              find_counterfactuals)
 from xai_cli.analysis.counterfactual import check_inputs as check_counterfactual_inputs
-from xai_cli.analysis.discrepancy import (DiscrepancyResult, DiscrepancySettings, build_space, check_inputs,
-                                          find_discrepancies)
+from xai_cli.analysis.discrepancy import DiscrepancyResult, DiscrepancySettings, check_inputs, find_discrepancies
 from xai_cli.analysis.explain import ExplainResult, ExplainSettings, explain_models
 from xai_cli.analysis.result import AnalysisResult, load_result
 from xai_cli.analysis.train import SPLITS, TrainResult, evaluate
@@ -298,12 +297,14 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
         57
     """
     data = _data(data)
-    s = DiscrepancySettings.of({"space": space, **settings})
-    cfg = _base_config("discrepancy", data, seed, model_dir, trainer)
-    searched = build_space(cfg.discrepancy.spaces, s.space)
+    s = DiscrepancySettings.of(settings)
+    if space not in group_options("space"):
+        raise UserError(f"space={space} is not a space: choose one of {', '.join(group_options('space'))}")
+    cfg = _base_config("discrepancy", data, seed, model_dir, trainer, [f"space={space}"])
+    searched = instantiate(cfg.space)
     ctx = _context(data, cfg)
     check_inputs(ctx, len(models), s)
-    vae = _spec_of(cfg, "generator", "beta_vae", generator) if s.space == "latent" else None
+    vae = _spec_of(cfg, "generator", "beta_vae", generator) if searched.needs_generator else None
     return find_discrepancies(ctx, _models(models, ctx, cfg, outputs), searched, s, vae)
 
 
@@ -377,11 +378,12 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
             or `{report_name: model}`; wachter and prototype need gradients (a torch module), latent_rl
             only predictions.
         data: a dataset of images, or its name.
-        methods: from "wachter", "prototype", "latent_rl" (default: all three).
+        methods: from "wachter", "prototype", "latent_rl" (default: all three; configs/counterfactual_method/).
         target: "second" (each image's second most likely class) or a class index.
         n_images, indices: which test images (the first n, unless indices names them).
         figure_images: rows of the figure.
-        method_settings: per method, settings over the CLI's `counterfactual.registry.<method>`, e.g.
+        method_settings: per method, settings over its config (the CLI's `methods.<method>.*`; those of
+            methods not chosen are not used), e.g.
             `{"wachter": {"steps": 40}, "latent_rl": {"fit": {"steps": 200}}}`.
         generator: settings of the β-VAE the prototype and latent methods work in (the CLI's `generator.*`).
         seed, model_dir, trainer, outputs: as in `train`.
@@ -397,20 +399,23 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
         1.0
     """
     data = _data(data)
-    s = CounterfactualSettings.of({"methods": list(methods or CounterfactualSettings.methods), "target": target,
-                                   "n_images": n_images, "indices": indices, "figure_images": figure_images})
-    cfg = _base_config("counterfactual", data, seed, model_dir, trainer)
-    registry = cfg.counterfactual.registry
+    s = CounterfactualSettings.of({"target": target, "n_images": n_images, "indices": indices,
+                                   "figure_images": figure_images})
+    valid = group_options("counterfactual_method")
+    names = list(dict.fromkeys(methods)) if methods is not None else valid
+    unknown = [m for m in [*names, *(method_settings or {})] if m not in valid]
+    if unknown or not names:
+        raise UserError(f"unknown counterfactual method {', '.join(unknown) or '(none chosen)'}; valid: {', '.join(valid)}")
+    cfg = _base_config("counterfactual", data, seed, model_dir, trainer, [f"methods=[{','.join(names)}]"])
     for name, values in (method_settings or {}).items():
-        if name not in registry:
-            raise UserError(f"method_settings: unknown method {name}; valid: {', '.join(registry)}")
-        _apply(registry[name], _dotted(values), f"method {name}")
-    vae = _spec_of(cfg, "generator", "beta_vae", generator)  # first: the registry interpolates generator.*
-    chosen = build_methods(registry, list(s.methods))
+        if name in cfg.methods:  # settings of a known method not chosen this time are left unused
+            _apply(cfg.methods[name], _dotted(values), f"method {name}")
+    vae = _spec_of(cfg, "generator", "beta_vae", generator)  # first: latent_rl's actor interpolates generator.*
+    chosen = build_methods(cfg.methods)
     ctx = _context(data, cfg)
     check_counterfactual_inputs(ctx, s)
     (handle,) = _models(_one(model), ctx, cfg, outputs).values()
-    settings = {m: OmegaConf.to_container(registry[m], resolve=True) for m in s.methods}
+    settings = {m: OmegaConf.to_container(cfg.methods[m], resolve=True) for m in chosen}
     return find_counterfactuals(ctx, handle, vae, chosen, s, settings)
 
 

@@ -25,10 +25,10 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 
 # Set groups: `classifiers=[cnn,svm_rbf]` selects options of the single group `classifier`, each under its
-# own key (classifiers.cnn, classifiers.svm_rbf). Hydra merges every option of a list into one package, so
+# own key (classifiers.cnn, classifiers.svm_rbf); `explainers` and counterfactual `methods` likewise. Hydra merges every option of a list into one package, so
 # each option needs an entry that places it under its key; they are registered here, one per option file,
 # instead of an include file per option: adding a classifier or an explainer is one YAML file.
-SET_GROUPS = {"classifiers": "classifier", "explainers": "explainer"}
+SET_GROUPS = {"classifiers": "classifier", "explainers": "explainer", "methods": "counterfactual_method"}
 
 # The classifier and the conditional GAN `xai uncertainty` uses unless told otherwise, by the kind of input
 # (`data_kind`): a dataset needs no file of its own to get them.

@@ -23,7 +23,8 @@ from xai_cli.config import SET_GROUPS  # importing it registers the set groups a
 from xai_cli.errors import UserError
 
 # Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
-RENAMED = {"analysis.splits": "train.splits"}
+RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "discrepancy.spaces": "space",
+           "counterfactual.methods": "methods", "counterfactual.registry": "methods"}
 
 
 def config_groups(config_dir: Path) -> set[str]:

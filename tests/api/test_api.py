@@ -48,6 +48,19 @@ def logreg(digits) -> LogisticRegression:
     return LogisticRegression(max_iter=200).fit(train.x.reshape(len(train), -1).numpy(), train.y.numpy())
 
 
+def test_every_export_is_what_it_names_whatever_was_imported_first() -> None:
+    """A subpackage named like an API function would shadow it once imported (xai_cli.uncertainty was one)."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.walk_packages(xai.__path__, "xai_cli."):
+        if not module.name.startswith("xai_cli.configs"):
+            importlib.import_module(module.name)
+    for name, (module, attribute) in xai._EXPORTS.items():
+        expected = importlib.import_module(module) if attribute is None else getattr(importlib.import_module(module), attribute)
+        assert getattr(xai, name) is expected, name
+
+
 def test_from_arrays_takes_common_layouts_and_refuses_silent_nonsense() -> None:
     rng = np.random.default_rng(0)
     x = (rng.random((100, 12, 12, 3)) * 255).astype(np.uint8)  # channels last, uint8
@@ -201,7 +214,7 @@ def test_discrepancy_between_a_users_own_estimators_in_input_space(tmp_path: Pat
     assert load_result(run).to_markdown() == (run / "report.md").read_text()
     with pytest.raises(UserError, match="compares models: choose at least two"):
         xai.discrepancy({"lr": models["lr"]}, data, space="input")
-    with pytest.raises(UserError, match="discrepancy.space=pixels is not a space: choose one of latent, input"):
+    with pytest.raises(UserError, match="space=pixels is not a space: choose one of input, latent"):
         xai.discrepancy(models, data, space="pixels")
 
 
@@ -244,7 +257,7 @@ def test_counterfactuals_for_a_users_module_and_callable(digits, net, logreg, tm
     assert sorted(p.name for p in store.iterdir()) == before  # a callable has no identity: its actor is not kept
     run = plain.save(tmp_path / "run").parent
     assert load_result(run).to_markdown() == (run / "report.md").read_text()
-    with pytest.raises(UserError, match="counterfactual.methods: unknown \\['dice'\\]"):
+    with pytest.raises(UserError, match="unknown counterfactual method dice; valid: latent_rl, prototype, wachter"):
         xai.counterfactual(net, digits, methods=["dice"], model_dir=store)
     with pytest.raises(UserError, match="method wachter has no setting step; its settings: .*steps"):
         xai.counterfactual(net, digits, method_settings={"wachter": {"step": 3}}, model_dir=store)

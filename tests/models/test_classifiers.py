@@ -27,7 +27,7 @@ def test_every_spec_classifier_has_a_config() -> None:
     spec = {"lenet", "cnn", "small_cnn", "mlp", "gabornet", "resnet18", "keras_cnn", "svm_rbf", "logreg",
             "ensemble", "densenet121"}
     assert spec <= set(ALL)
-    assert {p.stem for p in (CONFIG_DIR / "classifiers").glob("*.yaml")} == set(ALL)
+    assert {p.stem for p in (CONFIG_DIR / "classifier").glob("*.yaml")} == set(ALL)
 
 
 @pytest.mark.parametrize("name", TORCH)

@@ -61,9 +61,8 @@ def _in_distribution(vae: Any, x: torch.Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CounterfactualSettings:
-    """Which images, which targets, which methods (the CLI's `counterfactual.*` but for its `registry`)."""
+    """Which images and which targets (the CLI's `counterfactual.*`; the methods are the `methods` set)."""
 
-    methods: Sequence[str] = ("wachter", "prototype", "latent_rl")
     n_images: int = 8
     indices: Sequence[int] | None = None
     figure_images: int = 12
@@ -71,7 +70,7 @@ class CounterfactualSettings:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> "CounterfactualSettings":
-        return read_settings(cls, {k: v for k, v in settings.items() if k != "registry"}, "counterfactual")
+        return read_settings(cls, settings, "counterfactual")
 
 
 @dataclass
@@ -92,12 +91,11 @@ class CounterfactualResult(AnalysisResult):
         return render(self.metrics, self.has_figure)
 
 
-def build_methods(registry: DictConfig, names: Sequence[str]) -> dict[str, Any]:
-    """The methods `names` from the registry of methods (configs: counterfactual.registry)."""
-    unknown = [m for m in names if m not in registry]
-    if unknown or not names:
-        raise UserError(f"counterfactual.methods: unknown {unknown or '(none chosen)'}; valid: {', '.join(registry)}")
-    return {m: instantiate(registry[m], _recursive_=False) for m in names}
+def build_methods(methods: DictConfig) -> dict[str, Any]:
+    """The chosen methods (the `methods` set: configs/counterfactual_method/), built by name."""
+    if not methods:
+        raise UserError("no counterfactual method chosen: e.g. 'methods=[wachter,latent_rl]'")
+    return {str(m): instantiate(methods[m], _recursive_=False) for m in methods}
 
 
 def check_inputs(ctx: RunContext, s: CounterfactualSettings) -> int | None:
@@ -203,16 +201,16 @@ def _learner_store(ctx: RunContext, model: Model, vae: StoredModel, scratch: Pat
 
 
 class CounterfactualRunner:
-    """The CLI's `xai counterfactual`: the configured classifier, β-VAE and methods (`counterfactual.registry`)."""
+    """The CLI's `xai counterfactual`: the configured classifier, β-VAE and methods (`methods=[...]`)."""
 
     def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
         s = CounterfactualSettings.of(OmegaConf.to_container(cfg.counterfactual, resolve=True))  # type: ignore[arg-type]
-        methods = build_methods(cfg.counterfactual.registry, list(s.methods))
+        methods = build_methods(cfg.methods)
         ctx = RunContext.from_config(cfg)
         check_inputs(ctx, s)  # bad settings fail before any training
         spec = ModelSpec(chosen("classifier"), cfg.classifier)
         model = ctx.trained([spec])[spec.name]
-        method_settings = {m: OmegaConf.to_container(cfg.counterfactual.registry[m], resolve=True) for m in s.methods}
+        method_settings = {m: OmegaConf.to_container(cfg.methods[m], resolve=True) for m in methods}
         result = find_counterfactuals(ctx, model, ModelSpec(chosen("generator"), cfg.generator), methods, s,
                                       method_settings)
         save_result(result, report.run_dir)

@@ -42,9 +42,8 @@ INTERVALS = "intervals"
 
 @dataclass(frozen=True)
 class DiscrepancySettings:
-    """How `xai discrepancy` searches (the CLI's `discrepancy.*`, but for `spaces`, the CLI's registry)."""
+    """How `xai discrepancy` searches (the CLI's `discrepancy.*`; the space is the `space` group)."""
 
-    space: str = "latent"
     anchors: int = 200
     anchor_choice: str = "uncertain"
     neighbours: int = 5
@@ -64,7 +63,7 @@ class DiscrepancySettings:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> "DiscrepancySettings":
-        return read_settings(cls, {k: v for k, v in settings.items() if k != "spaces"}, "discrepancy")
+        return read_settings(cls, settings, "discrepancy")
 
 
 ANCHOR_CHOICES = ("uncertain", "random")
@@ -108,11 +107,6 @@ def build_segments(ctx: RunContext, space: Any, generator: ModelSpec | None, poo
     return vae, codes, anchors, pairs
 
 
-def build_space(spaces: DictConfig, name: str) -> Any:
-    """The space `name` from the registry of spaces (configs: discrepancy.spaces)."""
-    if name not in spaces:
-        raise UserError(f"discrepancy.space={name} is not a space: choose one of {', '.join(spaces)}")
-    return instantiate(spaces[name])
 
 
 def check_inputs(ctx: RunContext, n_models: int, s: DiscrepancySettings) -> None:
@@ -190,15 +184,15 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
 
 
 class DiscrepancyRunner:
-    """The CLI's `xai discrepancy`: the configured classifiers, space (`discrepancy.spaces`) and generator."""
+    """The CLI's `xai discrepancy`: the configured classifiers, space (`space=`) and generator."""
 
     def run(self, cfg: DictConfig, report: RunReport) -> dict[str, Any]:
         s = DiscrepancySettings.of(OmegaConf.to_container(cfg.discrepancy, resolve=True))  # type: ignore[arg-type]
-        space = build_space(cfg.discrepancy.spaces, s.space)
+        space = instantiate(cfg.space)
         ctx = RunContext.from_config(cfg)
         check_inputs(ctx, len(cfg.classifiers), s)
         models = ctx.trained(specs_from(cfg.classifiers))
-        generator = ModelSpec(chosen("generator"), cfg.generator) if s.space == "latent" else None
+        generator = ModelSpec(chosen("generator"), cfg.generator) if space.needs_generator else None
         result = find_discrepancies(ctx, models, space, s, generator)
         save_result(result, report.run_dir)
         return result.metrics

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 class InputSpace:
     name = "input"
+    needs_generator = False
 
     def __init__(self) -> None:
         self.input_shape: tuple[int, ...] = ()
@@ -36,6 +37,7 @@ class LatentSpace:
     """Posterior means of a β-VAE from the model store (trained there first if missing)."""
 
     name = "latent"
+    needs_generator = True  # the β-VAE of `generator=`
 
     def __init__(self, vae: Any = None) -> None:
         self.vae = vae
@@ -46,8 +48,8 @@ class LatentSpace:
 
         data = ctx.data
         if len(data.input_shape) != 3:
-            raise UserError(f"discrepancy.space=latent needs images; {data.name} has inputs of shape "
-                            f"{tuple(data.input_shape)}: use discrepancy.space=input")
+            raise UserError(f"space=latent needs images; {data.name} has inputs of shape "
+                            f"{tuple(data.input_shape)}: use space=input")
         if generator is None:
             raise UserError("discrepancy.space=latent needs a generator (a β-VAE)")
         stored = ctx.fetch(generator)

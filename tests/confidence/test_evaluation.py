@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xai_cli.uncertainty.evaluation import evaluate_grid, msp_grid
+from xai_cli.confidence.evaluation import evaluate_grid, msp_grid
 
 GRID = np.linspace(0.5, 1.0, 6)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xai_cli.uncertainty.evaluation import Classify, Generate
+from xai_cli.confidence.evaluation import Classify, Generate
 
 
 @dataclass

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from xai_cli.uncertainty.inversion import invert, lower_confidence
-from xai_cli.uncertainty.realism import PenultimateFeatures, kernel_distance
+from xai_cli.confidence.inversion import invert, lower_confidence
+from xai_cli.confidence.realism import PenultimateFeatures, kernel_distance
 
 torch.manual_seed(0)
 BASIS = torch.randn(8, 36)

@@ -1,1 +1,0 @@
-"""What `xai uncertainty` computes besides training: the MSP-condition grid evaluation."""

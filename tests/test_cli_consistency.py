@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import xai_cli as xai
 from tests.conftest import FAST, load_json, only_run_dir, run_xai
 
 pytestmark = pytest.mark.slow
@@ -35,21 +36,10 @@ def test_consistency_end_to_end_on_digits(tmp_path: Path) -> None:
                                                               "S", "jsd", "ks", "wilcoxon"}
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4  # S heat map and copies' maps, per architecture
-    # a rerun takes every copy from the store
-    again = run_xai("consistency", *FAST, "classifiers=[mlp]", "explainers=[integrated_gradients]",
-                    "consistency.n_per_class=6", "consistency.perturbation=dropout", root=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert "training it" not in again.stderr + again.stdout and "loaded from the store" in again.stderr
-
-
-def test_a_perturbation_that_applies_to_no_model_skips_it_without_training(tmp_path: Path) -> None:
-    result = run_xai("consistency", *FAST, "classifiers=[small_cnn]", "consistency.perturbation=dropout", root=tmp_path)
-    assert result.returncode == 0, result.stderr
-    m = load_json(only_run_dir(tmp_path, "consistency") / "metrics.json")
-    assert m["table"] == [] and "no dropout" in m["skipped"]["small_cnn"]
-    assert "training it" not in result.stderr and "Logging error" not in result.stderr
-
-
-def test_bad_perturbation_fails_in_one_line(tmp_path: Path) -> None:
-    bad = run_xai("consistency", *FAST, "consistency.perturbation=init", root=tmp_path)
-    assert bad.returncode != 0 and "seed, shuffle, dropout, all" in bad.stderr and "Traceback" not in bad.stderr
+    # a rerun, here from Python, takes every copy from the store: nothing new is trained into it
+    entries = sorted(p.name for p in (tmp_path / "models").iterdir())
+    again = xai.consistency(["mlp"], "digits", perturbation="dropout", explainers=["integrated_gradients"],
+                            n_per_class=6, model_dir=tmp_path / "models",
+                            trainer={"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1})
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == entries
+    assert again.metrics["table"][0]["C_by_perturbation"]["dropout"] == mlp["C_by_perturbation"]["dropout"]

@@ -6,12 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from hydra.utils import instantiate
 
-from tests.conftest import FAST, compose_config, load_json, only_run_dir, run_xai
-from xai_cli.dig.pool import unanimous
-from xai_cli.training.store import ModelStore
+from tests.conftest import FAST, load_json, only_run_dir, run_xai
 
 pytestmark = pytest.mark.slow
 
@@ -48,42 +44,6 @@ def test_discrepancy_end_to_end_on_digits(tmp_path: Path) -> None:
     rerendered = run_xai("report", str(run), root=tmp_path)
     assert rerendered.returncode == 0, rerendered.stderr
     assert (run / "report.md").read_text() == report
-
-
-def test_input_space_dig_on_moons_finds_areas_only_where_the_models_differ(tmp_path: Path) -> None:
-    overrides = ["dataset=moons", "classifiers=[mlp,svm_rbf]"]
-    result = run_xai("discrepancy", "space=input", *overrides, root=tmp_path)
-    assert result.returncode == 0, result.stderr
-    run = only_run_dir(tmp_path, "discrepancy")
-    m = load_json(run / "metrics.json")
-    assert m["space"] == "input" and m["vae"] is None and m["n_areas"] > 0
-    assert (run / "figures" / "plane.png").is_file()
-
-    # the same models, from the store, judge every area independently
-    cfg = compose_config("discrepancy", [*overrides, f"paths.model_dir={tmp_path / 'models'}"])
-    data = instantiate(cfg.dataset)
-    data.setup()
-    store = ModelStore(cfg.paths.model_dir)
-    models = [store.get(n, c, data, cfg.dataset, cfg.trainer, cfg.seed) for n, c in cfg.classifiers.items()]
-    assert not any(s.trained_now for s in models)
-
-    def disagree(points: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(points, dtype=torch.float32)
-        return ~unanimous(np.stack([s.model.predict_proba(x).argmax(1) for s in models]))
-
-    a = np.load(run / "intervals.npz")
-    middle = (a["z_start_in"] + a["z_end_in"]) / 2
-    assert disagree(a["z_start_in"]).all() and disagree(a["z_end_in"]).all() and disagree(middle).mean() > 0.95
-    # and nowhere else on the searched segments: at the search's own grid, every disagreement lies in an
-    # area; on a grid four times finer, only strips narrower than a grid step can have been missed
-    ends = data.split("train").x.numpy()[a["segments"]]
-    for steps, allowed in ((m["search"]["n_steps"], 0.0), (4 * m["search"]["n_steps"], 1e-3)):
-        t = np.linspace(0, 1, steps)
-        points = ends[:, :1] + t[None, :, None] * (ends[:, 1:] - ends[:, :1])
-        in_area = np.zeros(points.shape[:2], dtype=bool)
-        for seg, t0, t1 in zip(a["segment"], a["t_start"], a["t_end"]):
-            in_area[seg] |= (t >= t0 - 1e-6) & (t <= t1 + 1e-6)
-        assert disagree(points[~in_area].reshape(-1, 2)).mean() <= allowed
 
 
 def test_bad_discrepancy_settings_fail_in_one_line(tmp_path: Path) -> None:

@@ -33,10 +33,3 @@ def test_explain_end_to_end(tmp_path: Path) -> None:
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # two attribution grids and the time/faithfulness plot
     assert "Not applicable to svm_rbf: integrated_gradients" in (run / "report.md").read_text()
-
-
-def test_a_bad_index_is_one_line_before_anything_trains(tmp_path: Path) -> None:
-    bad = run_xai("explain", *FAST, "classifiers=[svm_rbf]", "explainers=[occlusion]", "explain.indices=[99999]",
-                  root=tmp_path)
-    assert bad.returncode == 1 and "out of range" in bad.stderr and "Traceback" not in bad.stderr
-    assert not (tmp_path / "models").exists()  # refused before the SVM was trained

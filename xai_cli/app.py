@@ -23,7 +23,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from xai_cli.config import CONFIG_DIR
 from xai_cli.config_check import preflight
-from xai_cli.errors import UserError, user_error_in
+from xai_cli.errors import user_error_in
 from xai_cli.report import sweep
 from xai_cli.report.writer import RunReport, atomic_write
 

@@ -14,8 +14,9 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 import xai_cli as xai
-from tests.conftest import FAST, compose_config, load_json, only_run_dir, run_xai
+from tests.conftest import compose_config, load_json, run_xai
 from xai_cli.analysis.result import load_result
+from xai_cli.report.rerender import rerender
 from xai_cli.errors import UserError
 from xai_cli.explainers.perturbation import OcclusionExplainer
 
@@ -160,23 +161,6 @@ def test_a_models_contract_is_checked_before_anything_runs(digits, tmp_path: Pat
     assert not tmp_path.joinpath("cnn").exists() and not list(tmp_path.glob("cnn-*"))  # refused before training
 
 
-def test_train_by_name_shares_the_store_with_the_cli(tmp_path: Path) -> None:
-    """The API and the CLI, same settings: the same store entry, the same numbers."""
-    cli = run_xai("train", *FAST, "classifiers=[cnn,logreg]", root=tmp_path)
-    assert cli.returncode == 0, cli.stderr
-    cli_metrics = load_json(only_run_dir(tmp_path) / "metrics.json")
-    result = xai.train(["cnn", "logreg"], "digits", model_dir=tmp_path / "models", trainer=TRAINER)
-    for name in ("cnn", "logreg"):
-        api, cli_m = result.metrics["models"][name], cli_metrics["models"][name]
-        assert api["store_entry"] == cli_m["store_entry"] and api["source"] == "store"
-        assert api["accuracy"] == cli_m["accuracy"] and api["params"] == cli_m["params"]
-    assert result.metrics["disagreement"] == cli_metrics["disagreement"]
-    # the trained classifiers come back, ready for the other analyses
-    explained = xai.explain({"cnn": result.models["cnn"]}, "digits", explainers=["saliency"], n_images=2,
-                            model_dir=tmp_path / "models", **SMALL)
-    assert explained.metrics["models"]["cnn"]["accuracy"]["test"] == cli_metrics["models"]["cnn"]["accuracy"]["test"]
-
-
 def test_report_rereads_old_runs_and_refuses_what_it_cannot(tmp_path: Path, digits, logreg) -> None:
     run = xai.explain({"lr": logreg}, digits, explainers=["occlusion"], n_images=2, model_dir=tmp_path,
                       **SMALL).save(tmp_path / "run").parent
@@ -185,11 +169,11 @@ def test_report_rereads_old_runs_and_refuses_what_it_cannot(tmp_path: Path, digi
     old = {k: v for k, v in metrics.items() if k != "schema_version"}  # as runs before the version was written
     (run / "metrics.json").write_text(json.dumps(old))
     (run / "report.md").unlink()
-    assert run_xai("report", str(run), root=tmp_path).returncode == 0
+    rerender(run)  # what `xai report DIR` runs
     assert (run / "report.md").read_text() == report
     (run / "metrics.json").write_text(json.dumps({**metrics, "schema_version": 99}))
-    newer = run_xai("report", str(run), root=tmp_path)
-    assert newer.returncode == 2 and "schema version 99" in newer.stderr and "upgrade xai" in newer.stderr
+    with pytest.raises(UserError, match="schema version 99.*upgrade xai"):
+        rerender(run)
     (run / "metrics.json").write_text(json.dumps({**metrics, "command": "os.system"}))
     unknown = run_xai("report", str(run), root=tmp_path)
     assert unknown.returncode == 2 and "not one of xai's" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -1,0 +1,83 @@
+"""What the analyses do, checked in-process through the Python API (the CLI runs the same functions; its
+subprocess tests in tests/test_cli*.py keep to the contract: exit codes, one-line errors, run directories,
+sweeps, and the store shared between the two)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import xai_cli as xai
+from xai_cli.dig.pool import unanimous
+from xai_cli.errors import UserError
+
+TRAINER = {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1}
+VAE = {"fit.max_epochs": 2, "fit.min_train_images": 0}
+CF_BUDGET = {"wachter": {"search_rounds": 2, "steps": 15}, "latent_rl": {"fit": {"steps": 20, "batch_size": 32}}}
+
+
+def test_input_space_dig_on_moons_finds_areas_only_where_the_models_differ(tmp_path: Path) -> None:
+    moons = xai.datasets.load("moons")
+    result = xai.discrepancy(["mlp", "svm_rbf"], moons, space="input", model_dir=tmp_path)
+    m = result.metrics
+    assert m["space"] == "input" and m["vae"] is None and m["n_areas"] > 0
+    assert "figures/plane.png" in result.figures
+    models = xai.train(["mlp", "svm_rbf"], moons, model_dir=tmp_path).models  # the same, from the store
+
+    def disagree(points: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(points, dtype=torch.float32)
+        return ~unanimous(np.stack([model.predict_proba(x).argmax(1) for model in models.values()]))
+
+    a = result.areas
+    middle = (a["z_start_in"] + a["z_end_in"]) / 2
+    assert disagree(a["z_start_in"]).all() and disagree(a["z_end_in"]).all() and disagree(middle).mean() > 0.95
+    # and nowhere else on the searched segments: at the search's own grid, every disagreement lies in an
+    # area; on a grid four times finer, only strips narrower than a grid step can have been missed
+    ends = moons.split("train").x.numpy()[a["segments"]]
+    for steps, allowed in ((m["search"]["n_steps"], 0.0), (4 * m["search"]["n_steps"], 1e-3)):
+        t = np.linspace(0, 1, steps)
+        points = ends[:, :1] + t[None, :, None] * (ends[:, 1:] - ends[:, :1])
+        in_area = np.zeros(points.shape[:2], dtype=bool)
+        for seg, t0, t1 in zip(a["segment"], a["t_start"], a["t_end"]):
+            in_area[seg] |= (t >= t0 - 1e-6) & (t <= t1 + 1e-6)
+        assert disagree(points[~in_area].reshape(-1, 2)).mean() <= allowed
+
+
+def test_the_svm_gets_latent_rl_and_a_reason_for_the_gradient_methods(tmp_path: Path) -> None:
+    result = xai.counterfactual("svm_rbf", "digits", methods=["wachter", "latent_rl"], target=3, n_images=4,
+                                method_settings=CF_BUDGET, generator=VAE, trainer=TRAINER, model_dir=tmp_path)
+    m = result.metrics
+    assert "gradients" in m["methods"]["wachter"]["skipped"]
+    rl = m["methods"]["latent_rl"]
+    assert {"validity", "l1", "in_distribution", "nearest_train_rms"} <= set(rl) and set(m["targets"]) == {3}
+    assert rl["n"] == 4 - m["predicted"].count(3)  # images already predicted 3 need no change
+
+
+@pytest.mark.parametrize("target, message", [(12, "classes are 0..9"), ("seven", "use 'second' or a class index")])
+def test_a_bad_counterfactual_target_is_refused_before_anything_trains(tmp_path: Path, target: object,
+                                                                        message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        xai.counterfactual("cnn", "digits", target=target, model_dir=tmp_path)  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_bad_index_is_refused_before_anything_trains(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"indices \[99999\] out of range"):
+        xai.explain(["svm_rbf"], "digits", explainers=["occlusion"], indices=[99999], model_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_perturbation_that_applies_to_no_model_skips_it_without_training(tmp_path: Path, capfd) -> None:
+    result = xai.consistency(["small_cnn"], "digits", perturbation="dropout", model_dir=tmp_path, trainer=TRAINER)
+    assert result.metrics["table"] == [] and "no dropout" in result.metrics["skipped"]["small_cnn"]
+    assert not any(tmp_path.iterdir()) and "Logging error" not in capfd.readouterr().err
+    with pytest.raises(UserError, match="seed, shuffle, dropout, all"):
+        xai.consistency(["small_cnn"], "digits", perturbation="init", model_dir=tmp_path)
+
+
+def test_the_auxiliary_loss_needs_a_differentiable_classifier(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="needs a torch classifier"):
+        xai.uncertainty("svm_rbf", "moons", aux_weight=1.0, generator_settings={"fit.steps": 10}, model_dir=tmp_path)

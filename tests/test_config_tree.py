@@ -33,23 +33,38 @@ def test_every_dataset_composes_with_every_command(command: str, dataset: str) -
     assert cfg["dataset"]["_target_"].startswith("xai_cli.data.")
 
 
+@pytest.fixture(scope="module")
+def every_classifier() -> dict:
+    """Every classifier as the set commands see it (one composition for all of them)."""
+    return resolved(compose("train", [f"classifiers=[{','.join(group_options('classifier'))}]"]))["classifiers"]
+
+
+@pytest.mark.parametrize("command", SET_COMMANDS)
+def test_every_classifier_composes_into_every_set_command(command: str, every_classifier: dict) -> None:
+    names = group_options("classifier")
+    cfg = resolved(compose(command, [f"classifiers=[{','.join(names)}]"]))
+    assert list(cfg["classifiers"]) == names  # the set holds each under its own key
+    assert all({"model", "fit"} <= set(cfg["classifiers"][n]) for n in names)
+    assert cfg["classifiers"] == every_classifier
+
+
 @pytest.mark.parametrize("classifier", group_options("classifier"))
-def test_every_classifier_composes_with_every_command(classifier: str) -> None:
-    for command in SET_COMMANDS:
-        cfg = resolved(compose(command, [f"classifiers=[{classifier}]"]))
-        assert list(cfg["classifiers"]) == [classifier], command  # the set holds it under its own key
-        assert {"model", "fit"} <= set(cfg["classifiers"][classifier]), command
+def test_every_classifier_composes_with_every_single_model_command(classifier: str, every_classifier: dict) -> None:
     for command in SINGLE_COMMANDS:
-        cfg = resolved(compose(command, [f"classifier={classifier}"]))
-        assert cfg["classifier"] == resolved(compose("train", [f"classifiers=[{classifier}]"]))["classifiers"][classifier]
+        assert resolved(compose(command, [f"classifier={classifier}"]))["classifier"] == every_classifier[classifier]
+
+
+@pytest.mark.parametrize("command", ["explain", "consistency"])
+def test_every_explainer_composes_into_every_command_and_builds(command: str) -> None:
+    names = group_options("explainer")
+    cfg = compose(command, [f"explainers=[{','.join(names)}]"])
+    assert list(cfg.explainers) == names
+    for name in names:
+        assert type(instantiate(cfg.explainers[name])).__module__.startswith("xai_cli.explainers."), name
 
 
 @pytest.mark.parametrize("explainer", group_options("explainer"))
-def test_every_explainer_composes_and_builds(explainer: str) -> None:
-    for command in ("explain", "consistency"):
-        cfg = compose(command, [f"explainers=[{explainer}]"])
-        assert list(cfg.explainers) == [explainer]
-        assert type(instantiate(cfg.explainers[explainer])).__module__.startswith("xai_cli.explainers.")
+def test_every_explainer_can_be_the_model_agnostic_fallback(explainer: str) -> None:
     fallback = compose("consistency", [f"explainer@consistency.model_agnostic_explainer={explainer}"])
     assert resolved(fallback)["consistency"]["model_agnostic_explainer"]["_target_"].startswith("xai_cli.explainers.")
 

@@ -405,7 +405,8 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
     names = list(dict.fromkeys(methods)) if methods is not None else valid
     unknown = [m for m in [*names, *(method_settings or {})] if m not in valid]
     if unknown or not names:
-        raise UserError(f"unknown counterfactual method {', '.join(unknown) or '(none chosen)'}; valid: {', '.join(valid)}")
+        raise UserError(f"unknown counterfactual method {', '.join(unknown) or '(none chosen)'}; "
+                        f"valid: {', '.join(valid)}")
     cfg = _base_config("counterfactual", data, seed, model_dir, trainer, [f"methods=[{','.join(names)}]"])
     for name, values in (method_settings or {}).items():
         if name in cfg.methods:  # settings of a known method not chosen this time are left unused

@@ -25,9 +25,10 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 
 # Set groups: `classifiers=[cnn,svm_rbf]` selects options of the single group `classifier`, each under its
-# own key (classifiers.cnn, classifiers.svm_rbf); `explainers` and counterfactual `methods` likewise. Hydra merges every option of a list into one package, so
-# each option needs an entry that places it under its key; they are registered here, one per option file,
-# instead of an include file per option: adding a classifier or an explainer is one YAML file.
+# own key (classifiers.cnn, classifiers.svm_rbf); `explainers` and counterfactual `methods` likewise. Hydra
+# merges every option of a list into one package, so each option needs an entry that places it under its
+# key; they are registered here, one per option file, instead of an include file per option: adding a
+# classifier, an explainer or a method is one YAML file.
 SET_GROUPS = {"classifiers": "classifier", "explainers": "explainer", "methods": "counterfactual_method"}
 
 # The classifier and the conditional GAN `xai uncertainty` uses unless told otherwise, by the kind of input
@@ -61,7 +62,8 @@ def suited(group: str, dataset: str) -> str:
         node = OmegaConf.load(path)
         declared = node.get("input_shape")
         if isinstance(declared, ListConfig):
-            shape = OmegaConf.to_container(declared, resolve=True)  # type: ignore[assignment]  # ${..image_size} resolves in the file
+            # relative interpolations (${..image_size}) resolve within the file
+            shape = OmegaConf.to_container(declared, resolve=True)  # type: ignore[assignment]
     return SUITED[data_kind(shape)][group]
 
 

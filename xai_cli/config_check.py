@@ -29,7 +29,7 @@ RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "dis
 
 def config_groups(config_dir: Path) -> set[str]:
     """Every config group (folder of YAML files) under config_dir, e.g. 'dataset', 'hydra/launcher', and the
-    set groups registered over them ('classifiers', 'explainers')."""
+    set groups registered over them ('classifiers', 'explainers', 'methods')."""
     folders = {str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))}
     return folders | set(SET_GROUPS)
 

@@ -6,13 +6,14 @@ class UserError(Exception):
 
 
 def user_error_in(exc: BaseException) -> UserError | None:
-    """The UserError an exception wraps, if any: Hydra's instantiate re-raises what a constructor raised as
-    an InstantiationException, which would otherwise hide a one-line message behind a traceback."""
+    """The UserError an exception was raised from, if any: Hydra's instantiate re-raises what a constructor
+    raised as an InstantiationException (`raise ... from`), which would otherwise hide a one-line message
+    behind a traceback. Only explicit causes count: an error raised while handling another is its own."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, UserError):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return None

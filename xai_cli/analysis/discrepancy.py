@@ -107,8 +107,6 @@ def build_segments(ctx: RunContext, space: Any, generator: ModelSpec | None, poo
     return vae, codes, anchors, pairs
 
 
-
-
 def check_inputs(ctx: RunContext, n_models: int, s: DiscrepancySettings) -> None:
     """What can be refused before anything trains."""
     if n_models < 2:

@@ -51,7 +51,7 @@ class LatentSpace:
             raise UserError(f"space=latent needs images; {data.name} has inputs of shape "
                             f"{tuple(data.input_shape)}: use space=input")
         if generator is None:
-            raise UserError("discrepancy.space=latent needs a generator (a β-VAE)")
+            raise UserError("space=latent needs a generator (a β-VAE)")
         stored = ctx.fetch(generator)
         self.vae = stored.model
         quality = self.vae.evaluate(data.split("test").x)

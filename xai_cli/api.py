@@ -253,8 +253,7 @@ def explain(models: Models, data: Data, *, explainers: Sequence[str | Explainer]
         >>> import xai_cli as xai
         >>> result = xai.explain({"net": my_module, "svm": my_fitted_svc}, data,
         ...                      explainers=["saliency", "kernel_shap"], n_images=8)  # doctest: +SKIP
-        >>> result.metrics["explainers"]["saliency"]["net"]["deletion_auc"]  # doctest: +SKIP
-        0.21
+        >>> result.metrics["explainers"]["saliency"]["net"]["deletion_auc"]  # lower: faithful  # doctest: +SKIP
     """
     data = _data(data)
     settings = ExplainSettings.of({"n_images": n_images, "indices": indices, "target": target,
@@ -294,7 +293,7 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
         >>> data = xai.datasets.load("moons")
         >>> result = xai.discrepancy(["mlp", "svm_rbf"], data, space="input")  # doctest: +SKIP
         >>> result.metrics["n_areas"]  # doctest: +SKIP
-        57
+        717
     """
     data = _data(data)
     s = DiscrepancySettings.of(settings)
@@ -336,8 +335,8 @@ def consistency(architectures: Models, data: Data, *, perturbation: str = "all",
     Example:
         >>> import xai_cli as xai
         >>> result = xai.consistency(["small_cnn"], "digits", perturbation="seed", copies=2)  # doctest: +SKIP
-        >>> result.metrics["table"][0]["C"]  # doctest: +SKIP
-        0.62
+        >>> round(result.metrics["table"][0]["C"], 3)  # doctest: +SKIP
+        0.044
     """
     data = _data(data)
     s = ConsistencySettings.of({"perturbation": perturbation, "copies": copies, "n_per_class": n_per_class,
@@ -395,8 +394,7 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
     Example:
         >>> import xai_cli as xai
         >>> result = xai.counterfactual(my_module, "digits", methods=["wachter"], n_images=4)  # doctest: +SKIP
-        >>> result.metrics["methods"]["wachter"]["validity"]  # doctest: +SKIP
-        1.0
+        >>> result.metrics["methods"]["wachter"]["validity"]  # share of images sent to their target  # doctest: +SKIP
     """
     data = _data(data)
     s = CounterfactualSettings.of({"target": target, "n_images": n_images, "indices": indices,
@@ -447,8 +445,8 @@ def uncertainty(model: ModelLike | None, data: Data, *, generator: str | None = 
     Example:
         >>> import xai_cli as xai
         >>> result = xai.uncertainty(None, "moons", generator_settings={"fit.steps": 1500})  # doctest: +SKIP
-        >>> result.metrics["evaluation"]["msp_pearson"]  # doctest: +SKIP
-        0.83
+        >>> round(result.metrics["evaluation"]["msp_pearson"], 3)  # doctest: +SKIP
+        0.745
     """
     data = _data(data)
     s = UncertaintySettings.of(settings)

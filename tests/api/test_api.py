@@ -239,6 +239,10 @@ def test_counterfactuals_for_a_users_module_and_callable(digits, net, logreg, tm
     assert "gradients" in plain.metrics["methods"]["wachter"]["skipped"]
     assert "validity" in plain.metrics["methods"]["latent_rl"]
     assert sorted(p.name for p in store.iterdir()) == before  # a callable has no identity: its actor is not kept
+    fitted = xai.counterfactual({"lr": logreg}, digits, methods=["latent_rl"], n_images=2, method_settings=CF_BUDGET,
+                                model_dir=store, trainer=TRAINER)  # a fitted estimator as it is: its actor is kept
+    assert fitted.metrics["classifier"]["name"] == "lr" and "validity" in fitted.metrics["methods"]["latent_rl"]
+    assert list(store.glob("latent_rl_lr-*"))
     run = plain.save(tmp_path / "run").parent
     assert load_result(run).to_markdown() == (run / "report.md").read_text()
     with pytest.raises(UserError, match="unknown counterfactual method dice; valid: latent_rl, prototype, wachter"):
@@ -315,6 +319,10 @@ def test_uncertainty_of_a_named_model_and_of_a_users_module(tmp_path: Path) -> N
 
     xai.uncertainty({"box": probabilities}, moons, **quick)
     assert not list((tmp_path / "models").glob("mlp_gan_box-*"))
+    train = moons.split("train")
+    estimator = LogisticRegression().fit(train.x.numpy(), train.y.numpy())  # a fitted estimator: keyed by its bytes
+    fitted = xai.uncertainty({"lr": estimator}, moons, **quick)
+    assert fitted.metrics["classifier"]["source"] == "given" and list((tmp_path / "models").glob("mlp_gan_lr-*"))
     for bad, message in [({"generator": "beta_vae"}, "unknown generator beta_vae"),
                          ({"condition_class": "x"}, "use predicted or true"),
                          ({"explain_index": 10**6}, "out of range"),

@@ -28,6 +28,7 @@ _EXPORTS = {
     "uncertainty": ("xai_cli.api", "uncertainty"),
     "load": ("xai_cli.api", "load"),
     "model_spec": ("xai_cli.api", "model_spec"),
+    "module_spec": ("xai_cli.api", "module_spec"),
     "classifier_names": ("xai_cli.api", "classifier_names"),
     "explainer_names": ("xai_cli.api", "explainer_names"),
     "generator_names": ("xai_cli.api", "generator_names"),

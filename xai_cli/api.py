@@ -35,7 +35,7 @@ from xai_cli.models.adapters import Outputs, as_classifier, check_contract
 from xai_cli.training.store import ModelStore
 
 __all__ = ["explain", "discrepancy", "consistency", "counterfactual", "uncertainty", "train", "load", "model_spec",
-           "classifier_names", "explainer_names", "generator_names"]
+           "module_spec", "classifier_names", "explainer_names", "generator_names"]
 
 # A model: a classifier name xai trains (e.g. "cnn"), a ModelSpec, a torch.nn.Module, a fitted scikit-learn
 # estimator, or a callable returning class probabilities.
@@ -109,6 +109,37 @@ def model_spec(name: str, data: Data, **settings: Any) -> ModelSpec:
     return _specs([name], _base_config("train", _data(data), 0, None, None), settings)[0]
 
 
+def module_spec(network: type | str, data: Data, *, name: str | None = None, fit: Mapping[str, Any] | None = None,
+                **arguments: Any) -> ModelSpec:
+    """The spec of your own torch network class, trained and stored by xai as its own classifiers are (so
+    that `consistency` can retrain copies of it, and `train` and the others can use it by spec).
+
+    Args:
+        network: an `nn.Module` subclass returning logits, or its import path ("mypkg.nets.Net"); it must be
+            importable by name (defined at module level), since the store rebuilds it from its config.
+        data: the dataset it is for.
+        name: the name in reports and store entries (default: the class name).
+        fit: dotted settings over the default fit (the CLI's `classifier/module.yaml`), e.g. `{"max_epochs": 5}`.
+        **arguments: the network's constructor arguments (plain values: they are part of the store key).
+
+    Returns:
+        A ModelSpec, e.g. for `xai.consistency({"net": spec}, data)`.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> spec = xai.module_spec("torchvision.models.resnet18", "digits", num_classes=10)  # doctest: +SKIP
+    """
+    path = network if isinstance(network, str) else f"{network.__module__}.{network.__qualname__}"
+    if "<locals>" in path:
+        raise UserError(f"{path} is defined inside a function: define it at module level, so that it can be "
+                        "imported by name")
+    settings = {"model.module._target_": path, **{f"fit.{k}": v for k, v in _dotted(fit or {}).items()}}
+    spec = _specs(["module"], _base_config("train", _data(data), 0, None, None), settings)[0]
+    config = OmegaConf.to_container(spec.config)
+    config["model"]["module"].update(arguments)  # type: ignore[index]
+    return ModelSpec(name or path.rsplit(".", 1)[-1], OmegaConf.create(config))
+
+
 def _specs(names: Sequence[str], cfg: DictConfig, settings: Mapping[str, Any] | None = None) -> list[ModelSpec]:
     """Specs of classifiers by name, composed as the CLI's `classifiers=[...]` and resolved against cfg's data."""
     valid = classifier_names()
@@ -120,16 +151,32 @@ def _specs(names: Sequence[str], cfg: DictConfig, settings: Mapping[str, Any] | 
     for name in names:
         node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {"model": chosen[name]})
         _apply(node.model, settings, name)
+        missing = _missing(node.model)
+        if missing:
+            hint = ": give your network with xai.module_spec(Net, data)" if name == "module" else ""
+            raise UserError(f"classifier {name} needs {', '.join(missing)}{hint}")
         resolved = OmegaConf.to_container(node, resolve=True)["model"]  # type: ignore[index]
         out.append(ModelSpec(name, OmegaConf.create(resolved)))
     return out
 
 
+def _missing(node: DictConfig, prefix: str = "") -> list[str]:
+    """The keys of a config that still say ??? (must be set)."""
+    out = []
+    for key in node:
+        if OmegaConf.is_missing(node, key):
+            out.append(f"{prefix}{key}")
+        elif isinstance(node[key], DictConfig):
+            out += _missing(node[key], f"{prefix}{key}.")
+    return out
+
+
 def _apply(node: DictConfig, settings: Mapping[str, Any] | None, where: str) -> None:
     """Dotted settings merged into a config node; a key the node does not have is one line, not a new key."""
-    missing = object()
     for key, value in (settings or {}).items():
-        if OmegaConf.select(node, key, default=missing) is missing:
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(node, parent_key, default=None) if parent_key else node
+        if not isinstance(parent, DictConfig) or leaf not in parent.keys():  # keys(): `in` skips ??? values
             raise UserError(f"{where} has no setting {key}; its settings: {', '.join(str(k) for k in node)}")
         OmegaConf.update(node, key, value, merge=True)
 

@@ -329,3 +329,26 @@ def test_uncertainty_of_a_named_model_and_of_a_users_module(tmp_path: Path) -> N
                          ({"grid": 3}, "uncertainty has no setting grid")]:
         with pytest.raises(UserError, match=message):
             xai.uncertainty(None, moons, **{**quick, **bad})
+
+
+def test_consistency_of_a_users_own_architecture(tmp_path: Path) -> None:
+    from tests.models.nets import TinyNet
+
+    digits = xai.datasets.load("digits")
+    spec = xai.module_spec(TinyNet, digits, width=4, fit={"max_epochs": 1})
+    assert spec.name == "TinyNet" and spec.config.model.module == {"_target_": "tests.models.nets.TinyNet", "width": 4}
+    result = xai.consistency({"tiny": spec}, digits, perturbation="seed", copies=2, n_per_class=3,
+                             explainers=["saliency"], model_dir=tmp_path, trainer=TRAINER)
+    (row,) = result.metrics["table"]
+    assert row["architecture"] == "tiny" and row["explainer"] == "saliency" and 0 <= row["C"] <= 1
+    assert len(list(tmp_path.glob("tiny-*"))) == 2  # the copies, trained into the store
+    with pytest.raises(UserError, match="needs model.module._target_: give your network with xai.module_spec"):
+        xai.train(["module"], digits, model_dir=tmp_path)
+
+    def local() -> None:
+        class Net(TinyNet):
+            pass
+        xai.module_spec(Net, digits)
+
+    with pytest.raises(UserError, match="define it at module level"):
+        local()

@@ -18,6 +18,8 @@ EXPECTED_PARAMS = {"cnn": 1_199_882, "keras_cnn": 412_778, "lenet": 21_840, "sma
 
 
 def build(name: str, *overrides: str):
+    if name == "module":  # a network of one's own, by import path
+        overrides = ("classifiers.module.model.module._target_=tests.models.nets.TinyNet", *overrides)
     cfg = compose_config("train", [f"classifiers=[{name}]", *overrides])
     torch.manual_seed(0)
     return instantiate(cfg.classifiers[name].model)
@@ -25,7 +27,7 @@ def build(name: str, *overrides: str):
 
 def test_every_spec_classifier_has_a_config() -> None:
     spec = {"lenet", "cnn", "small_cnn", "mlp", "gabornet", "resnet18", "keras_cnn", "svm_rbf", "logreg",
-            "ensemble", "densenet121"}
+            "ensemble", "densenet121", "module"}
     assert spec <= set(ALL)
     assert {p.stem for p in (CONFIG_DIR / "classifier").glob("*.yaml")} == set(ALL)
 

@@ -21,15 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.analysis.context import Model, ModelSpec, RunContext
 from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
+from xai_cli.confidence.evaluation import evaluate_grid, msp_grid
+from xai_cli.confidence.inversion import invert, lower_confidence
+from xai_cli.confidence.realism import PenultimateFeatures, kernel_distance
 from xai_cli.errors import UserError, user_error_in
 from xai_cli.models.adapters import fingerprint
 from xai_cli.report.document import Document
 from xai_cli.report.uncertainty_figures import msp_scatter, plane_panels, sample_grid
 from xai_cli.report.writer import RunReport
 from xai_cli.training.store import ModelStore, StoredModel, chosen, to_device
-from xai_cli.confidence.evaluation import evaluate_grid, msp_grid
-from xai_cli.confidence.inversion import invert, lower_confidence
-from xai_cli.confidence.realism import PenultimateFeatures, kernel_distance
 
 log = logging.getLogger("xai")
 

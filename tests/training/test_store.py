@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.utils import instantiate
+from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import FAST, compose_config
 from xai_cli.training.store import ModelStore, model_key
@@ -61,6 +63,53 @@ def test_sklearn_models_are_stored_too(tmp_path: Path) -> None:
     x = data.split("test").x
     assert not second.trained_now
     assert np.array_equal(first.model.predict_proba(x), second.model.predict_proba(x))
+
+
+class _Boom:
+    """A pickle that runs code when loaded: it touches a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+class Planted(LogisticRegression):
+    """A type xai never writes (it could run anything once built)."""
+
+
+def _plant(entry: Path, artifact: bytes) -> None:
+    """Replace an entry's file and fix its checksum, as a writer with access to the store could."""
+    (entry / "model.bin").write_bytes(artifact)
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["artifact"].update(bytes=len(artifact), sha256=hashlib.sha256(artifact).hexdigest())
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("planted", ["pickle", "foreign_type"])
+def test_a_planted_scikit_learn_entry_is_never_run_but_retrained(tmp_path: Path, planted: str, caplog) -> None:
+    import pickle
+
+    import skops.io
+
+    cfg = _cfg("classifiers=[logreg]")
+    store = ModelStore(tmp_path / "store")
+    first, data = _get(store, cfg, "logreg")
+    marker = tmp_path / "ran"
+    if planted == "pickle":
+        _plant(first.path, pickle.dumps(_Boom(marker)))
+    else:
+        x, y = data.split("train").x.reshape(len(data.split("train")), -1).numpy(), data.split("train").y.numpy()
+        skops.io.dump(Planted(max_iter=50).fit(x, y), tmp_path / "planted.skops")
+        _plant(first.path, (tmp_path / "planted.skops").read_bytes())
+    with caplog.at_level("WARNING"):
+        again, _ = _get(store, cfg, "logreg", data=data)
+    assert again.trained_now and not marker.exists()
+    if planted == "foreign_type":
+        assert "tests.training.test_store.Planted" in caplog.text  # named, not built
+    test = data.split("test").x
+    assert np.array_equal(again.model.predict_proba(test), first.model.predict_proba(test))
 
 
 def test_key_covers_what_determines_a_model_and_nothing_else() -> None:

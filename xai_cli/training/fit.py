@@ -89,6 +89,8 @@ class LightningFit:
 class SklearnFit:
     """scikit-learn models: one `fit` on (a seeded random subset of) the flattened training images."""
 
+    store_revision = 1  # 1: stored with skops (before: a pickle, which is never read again)
+
     def __init__(self, max_train_samples: int | None = None, seeds: Mapping[str, int] | None = None) -> None:
         self.max_train_samples = max_train_samples
         self.seeds = seeds

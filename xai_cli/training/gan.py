@@ -268,10 +268,11 @@ class GANFit:
                                 limit_val_batches=0, num_sanity_val_steps=0)
         start = time.perf_counter()
         try:
-            trainer.fit(module, train_dataloaders=loader, ckpt_path=resume)
+            # a checkpoint is read as tensors and plain values only: nothing in the file runs
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=resume, weights_only=True)
         except GANDiverged as exc:
             if last is not None and last.exists():
-                step = torch.load(last, map_location="cpu", weights_only=False)["global_step"] // 2
+                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"] // 2
                 raise GANDiverged(f"{exc}; the last good checkpoint (step {step}) is kept in {last}") from None
             raise
         elapsed = time.perf_counter() - start

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import joblib
 import numpy as np
+import skops.io
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.metrics.pairwise import rbf_kernel
@@ -43,6 +43,16 @@ class BlasRBFSVC(SVC):
         return out
 
 
+# The only types outside skops's trusted defaults (scikit-learn, numpy, builtins) that we write. A store is
+# shared (a cluster filesystem): a pickle in it would run whatever its writer put there for every reader, so
+# entries are skops files, and a file naming any other type is refused without running anything.
+WRITTEN_TYPES = frozenset({
+    "xai_cli.models.classifiers.sklearn_models.BlasRBFSVC",
+    "sklearn.calibration._CalibratedClassifier",  # the Platt scaling of svm_rbf (scikit-learn's private classes)
+    "sklearn.calibration._SigmoidCalibration",
+})
+
+
 class SklearnClassifier:
     """Any scikit-learn estimator with `predict_proba`, on flattened inputs, optionally standardised."""
 
@@ -72,10 +82,18 @@ class SklearnClassifier:
         self.pipeline.set_params(**{k: seed for k in params if k == "random_state" or k.endswith("__random_state")})
 
     def save(self, path: Path) -> None:
-        joblib.dump(self.pipeline, path)
+        skops.io.dump(self.pipeline, path)
 
     def load(self, path: Path) -> None:
-        self.pipeline = joblib.load(path)
+        """Read a skops file; one naming a type we do not write is refused before anything in it is built."""
+        untrusted = set(skops.io.get_untrusted_types(file=path))
+        unexpected = sorted(untrusted - WRITTEN_TYPES)
+        if unexpected:
+            raise ValueError(f"{path.name} holds types xai does not write ({', '.join(unexpected)}): not loaded")
+        pipeline = skops.io.load(path, trusted=sorted(untrusted))
+        if not isinstance(pipeline, Pipeline):
+            raise ValueError(f"{path.name} holds a {type(pipeline).__name__}, not a scikit-learn pipeline")
+        self.pipeline = pipeline
 
 
 def _fitted_floats(obj: object, seen: set[int]) -> int:

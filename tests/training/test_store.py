@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import FAST, compose_config
@@ -110,6 +111,27 @@ def test_a_planted_scikit_learn_entry_is_never_run_but_retrained(tmp_path: Path,
         assert "tests.training.test_store.Planted" in caplog.text  # named, not built
     test = data.split("test").x
     assert np.array_equal(again.model.predict_proba(test), first.model.predict_proba(test))
+
+
+@pytest.mark.parametrize("meta_too", [False, True])
+def test_an_entry_copied_under_another_models_key_is_not_served_as_it(tmp_path: Path, meta_too: bool, caplog) -> None:
+    import shutil
+
+    cfg = _cfg("classifiers=[logreg,svm_rbf]")
+    store = ModelStore(tmp_path)
+    logreg, data = _get(store, cfg, "logreg")
+    svm, _ = _get(store, cfg, "svm_rbf", data=data)
+    shutil.rmtree(svm.path)
+    shutil.copytree(logreg.path, svm.path)  # the logreg entry, under the svm's key
+    if meta_too:  # and its meta.json rewritten to claim the svm's key and config
+        meta = json.loads((svm.path / "meta.json").read_text())
+        meta.update(key=svm.key, classifier=json.loads(json.dumps(OmegaConf.to_container(cfg.classifiers.svm_rbf,
+                                                                                            resolve=True))))
+        (svm.path / "meta.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        again, _ = _get(store, cfg, "svm_rbf", data=data)
+    assert again.trained_now and "corrupted" in caplog.text
+    assert type(again.model.pipeline.steps[-1][1]).__name__ == "CalibratedClassifierCV"  # the Platt-scaled SVM
 
 
 def test_key_covers_what_determines_a_model_and_nothing_else() -> None:

@@ -112,7 +112,7 @@ class ModelStore:
             entry = self.entry_dir(name, key)
             if entry.exists():
                 try:
-                    model, meta = self._load(entry, model_cfg, seed)
+                    model, meta = self._load(entry, key, model_cfg, seed)
                     log.info("%s: loaded from the store (%s)", name, entry.name)
                     return StoredModel(name, model, key, entry, meta, trained_now=False)
                 except CorruptEntry as exc:
@@ -129,9 +129,14 @@ class ModelStore:
         L.seed_everything(init_seed, workers=False, verbose=False)  # initial weights come from the (init) seed
         return instantiate(model_cfg.model)
 
-    def _load(self, entry: Path, model_cfg: DictConfig, seed: int) -> tuple[Classifier | Any, dict[str, Any]]:
+    def _load(self, entry: Path, key: str, model_cfg: DictConfig, seed: int) -> tuple[Classifier | Any, dict[str, Any]]:
         try:
             meta = json.loads((entry / META).read_text())
+            # an entry must be the model asked for, not another one copied under this key's name
+            if meta.get("key") != key:
+                raise CorruptEntry(f"it was stored under another key ({str(meta.get('key'))[:16]}…)")
+            if meta.get("classifier") != json.loads(json.dumps(_plain(model_cfg), default=str)):
+                raise CorruptEntry("its recorded config is not the one asked for")
             artifact = entry / meta["artifact"]["file"]
             if artifact.stat().st_size != meta["artifact"]["bytes"]:
                 raise CorruptEntry(f"{artifact.name} has {artifact.stat().st_size} bytes, expected {meta['artifact']['bytes']}")

@@ -91,8 +91,11 @@ class SklearnClassifier:
         if unexpected:
             raise ValueError(f"{path.name} holds types xai does not write ({', '.join(unexpected)}): not loaded")
         pipeline = skops.io.load(path, trusted=sorted(untrusted))
-        if not isinstance(pipeline, Pipeline):
-            raise ValueError(f"{path.name} holds a {type(pipeline).__name__}, not a scikit-learn pipeline")
+        expected = [type(step).__name__ for _, step in self.pipeline.steps]  # as built from the config
+        found = [type(step).__name__ for _, step in pipeline.steps] if isinstance(pipeline, Pipeline) else \
+            [type(pipeline).__name__]
+        if found != expected:
+            raise ValueError(f"{path.name} holds {' + '.join(found)}, not the {' + '.join(expected)} asked for")
         self.pipeline = pipeline
 
 

@@ -70,6 +70,21 @@ def test_existing_run_dir_is_never_overwritten(tmp_path: Path) -> None:
     assert "never overwritten" in error_of(f"hydra.run.dir={tmp_path}")
 
 
+def test_an_existing_run_is_found_whatever_the_spelling_of_its_path(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XAI_ROOT", str(tmp_path))
+    victim = tmp_path / "outputs" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "metrics.json").write_text("{}")
+    for spelling in (f"hydra.run.dir={tmp_path}/nothing/../outputs/victim",  # `..` through a missing folder
+                     "hydra.run.dir=${paths.output_dir}/victim",            # an interpolation of our config
+                     f"hydra.sweep.dir={victim}"):                           # a sweep into an earlier run
+        message = error_of("-m", spelling) if "sweep" in spelling else error_of(spelling)
+        assert message == f"{victim} already holds a run and earlier runs are never overwritten: choose another " \
+                          f"{spelling.split('=')[0]}", spelling
+    error_free = tmp_path / "outputs" / "fresh"
+    preflight("train", [f"hydra.run.dir={error_free}"], CONFIG_DIR)  # a new directory is fine
+
+
 def test_groups_are_discovered() -> None:
     groups = config_groups(CONFIG_DIR)
     assert {"dataset", "classifier", "classifiers", "trainer", "analysis", "paths", "experiment"} <= groups

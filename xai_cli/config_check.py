@@ -23,6 +23,8 @@ from xai_cli.config import SET_GROUPS  # importing it registers the set groups a
 from xai_cli.errors import UserError
 
 # Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
+RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
+
 RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "discrepancy.spaces": "space",
            "counterfactual.methods": "methods", "counterfactual.registry": "methods"}
 
@@ -108,6 +110,7 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
         raise UserError(describe_config_error(exc, config_dir)) from None
 
     groups = config_groups(config_dir)
+    run_dirs: list[tuple[str, str]] = []  # (setting, value) of the run and sweep directories asked for
     group_overrides: list[str] = []
     group_alternatives: list[tuple[int, str]] = []  # (position in group_overrides, another swept option)
     value_overrides: list[Override] = []
@@ -116,11 +119,8 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
         for old, new in RENAMED.items():
             if key == old or key.startswith(old + "."):
                 raise UserError(f"{key} is now {new + key[len(old):]}: e.g. {new + key[len(old):]}=...")
-        if key == "hydra.run.dir" and not o.is_sweep_override():
-            run_dir = Path(str(o.value())).expanduser()
-            if run_dir.is_dir() and any(run_dir.iterdir()):
-                raise UserError(f"{run_dir} already holds a run and earlier runs are never overwritten: "
-                                "choose another hydra.run.dir")
+        if key in RUN_DIRS and not o.is_sweep_override():
+            run_dirs.append((key, str(o.value())))
         if key.startswith("hydra."):
             continue  # launcher/run settings: Hydra checks them itself
         if key in groups or "/" in key or "@" in key:
@@ -149,9 +149,26 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
     finally:
         GlobalHydra.instance().clear()
 
+    for setting, value in run_dirs:
+        _refuse_existing_run(setting, value, final)
     missing = _missing_values(final)
     if missing:
         raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
+
+
+def _refuse_existing_run(setting: str, value: str, cfg: DictConfig) -> None:
+    """A run or sweep directory that already holds something is refused, judged on the final path: with its
+    interpolations resolved against the config (`${paths.output_dir}/x`) and `..` and links followed."""
+    if "${" in value:
+        node = OmegaConf.create({"dir": value})
+        node._set_parent(cfg)  # interpolations resolve from the command's config, as Hydra's do
+        try:
+            value = str(node.dir)
+        except OmegaConfBaseException:
+            return  # Hydra's own resolvers (${now:...}) name a fresh directory
+    target = Path(value).expanduser().resolve()
+    if target.is_dir() and any(target.iterdir()):
+        raise UserError(f"{target} already holds a run and earlier runs are never overwritten: choose another {setting}")
 
 
 def _missing_values(cfg: DictConfig | ListConfig, prefix: str = "") -> list[str]:

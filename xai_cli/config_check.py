@@ -22,9 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
 from xai_cli.errors import UserError
 
-# Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
 
+# Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
 RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "discrepancy.spaces": "space",
            "counterfactual.methods": "methods", "counterfactual.registry": "methods"}
 
@@ -168,7 +168,8 @@ def _refuse_existing_run(setting: str, value: str, cfg: DictConfig) -> None:
             return  # Hydra's own resolvers (${now:...}) name a fresh directory
     target = Path(value).expanduser().resolve()
     if target.is_dir() and any(target.iterdir()):
-        raise UserError(f"{target} already holds a run and earlier runs are never overwritten: choose another {setting}")
+        raise UserError(f"{target} already holds a run and earlier runs are never overwritten: "
+                        f"choose another {setting}")
 
 
 def _missing_values(cfg: DictConfig | ListConfig, prefix: str = "") -> list[str]:

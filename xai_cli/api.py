@@ -28,6 +28,7 @@ from xai_cli.analysis.uncertainty import (UncertaintyResult, UncertaintySettings
                                           measure_uncertainty)
 from xai_cli.analysis.uncertainty import check_inputs as check_uncertainty_inputs
 from xai_cli.config import SUITED, compose, data_kind, group_options
+from xai_cli.config_check import _missing_values
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer
@@ -151,23 +152,12 @@ def _specs(names: Sequence[str], cfg: DictConfig, settings: Mapping[str, Any] | 
     for name in names:
         node = OmegaConf.merge({"dataset": cfg.dataset, "seed": cfg.seed}, {"model": chosen[name]})
         _apply(node.model, settings, name)
-        missing = _missing(node.model)
+        missing = _missing_values(node.model)
         if missing:
             hint = ": give your network with xai.module_spec(Net, data)" if name == "module" else ""
             raise UserError(f"classifier {name} needs {', '.join(missing)}{hint}")
         resolved = OmegaConf.to_container(node, resolve=True)["model"]  # type: ignore[index]
         out.append(ModelSpec(name, OmegaConf.create(resolved)))
-    return out
-
-
-def _missing(node: DictConfig, prefix: str = "") -> list[str]:
-    """The keys of a config that still say ??? (must be set)."""
-    out = []
-    for key in node:
-        if OmegaConf.is_missing(node, key):
-            out.append(f"{prefix}{key}")
-        elif isinstance(node[key], DictConfig):
-            out += _missing(node[key], f"{prefix}{key}.")
     return out
 
 

@@ -7,6 +7,7 @@ Python has the same config, and hence the same store entry, as the CLI's.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -56,15 +57,21 @@ def suited(group: str, dataset: str) -> str:
     """The `group` option that suits the dataset option `dataset`, judged by its input shape as its file
     declares it (settings given on the command line, e.g. dataset.image_size=64, are not seen here: Hydra
     chooses options before it reads values). Used in the defaults list as `${xai.suited:generator,${dataset}}`."""
+    return SUITED[data_kind(_declared_shape(dataset))][group]
+
+
+@functools.lru_cache(maxsize=None)
+def _declared_shape(dataset: str) -> tuple[int, ...]:
+    """The input shape a dataset option's file declares, read once per process (every uncertainty
+    composition asks twice: for the classifier and for the generator)."""
     path = CONFIG_DIR / "dataset" / f"{dataset}.yaml"
-    shape: Sequence[int] = (1, 28, 28)  # a dataset from another config dir: assume small images
-    if path.is_file():
-        node = OmegaConf.load(path)
-        declared = node.get("input_shape")
-        if isinstance(declared, ListConfig):
-            # relative interpolations (${..image_size}) resolve within the file
-            shape = OmegaConf.to_container(declared, resolve=True)  # type: ignore[assignment]
-    return SUITED[data_kind(shape)][group]
+    if not path.is_file():
+        return (1, 28, 28)  # a dataset from another config dir: assume small images
+    declared = OmegaConf.load(path).get("input_shape")
+    if not isinstance(declared, ListConfig):
+        return (1, 28, 28)
+    # relative interpolations (${..image_size}) resolve within the file
+    return tuple(int(v) for v in OmegaConf.to_container(declared, resolve=True))  # type: ignore[union-attr]
 
 
 def _register() -> None:

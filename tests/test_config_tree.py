@@ -17,6 +17,13 @@ SINGLE_COMMANDS = ["counterfactual", "uncertainty"]  # commands over one classif
 # datasets whose files leave values to the user (???)
 REQUIRED = {"npz": ["dataset.file=x.npz", "dataset.num_classes=3"],
             "image_folder": ["dataset.root=x", "dataset.num_classes=3"]}
+CLASSIFIER_REQUIRED = {"file": ["path=net.pt"]}  # classifiers whose files leave values to the user
+
+
+def required(classifiers: list[str], prefix: str = "classifiers") -> list[str]:
+    """The overrides that give the chosen classifiers their required values."""
+    return [f"{prefix}.{c}.{v}" if prefix == "classifiers" else f"{prefix}.{v}"
+            for c in classifiers for v in CLASSIFIER_REQUIRED.get(c, [])]
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -36,13 +43,14 @@ def test_every_dataset_composes_with_every_command(command: str, dataset: str) -
 @pytest.fixture(scope="module")
 def every_classifier() -> dict:
     """Every classifier as the set commands see it (one composition for all of them)."""
-    return resolved(compose("train", [f"classifiers=[{','.join(group_options('classifier'))}]"]))["classifiers"]
+    names = group_options("classifier")
+    return resolved(compose("train", [f"classifiers=[{','.join(names)}]", *required(names)]))["classifiers"]
 
 
 @pytest.mark.parametrize("command", SET_COMMANDS)
 def test_every_classifier_composes_into_every_set_command(command: str, every_classifier: dict) -> None:
     names = group_options("classifier")
-    cfg = resolved(compose(command, [f"classifiers=[{','.join(names)}]"]))
+    cfg = resolved(compose(command, [f"classifiers=[{','.join(names)}]", *required(names)]))
     assert list(cfg["classifiers"]) == names  # the set holds each under its own key
     assert all({"model", "fit"} <= set(cfg["classifiers"][n]) for n in names)
     assert cfg["classifiers"] == every_classifier
@@ -51,7 +59,8 @@ def test_every_classifier_composes_into_every_set_command(command: str, every_cl
 @pytest.mark.parametrize("classifier", group_options("classifier"))
 def test_every_classifier_composes_with_every_single_model_command(classifier: str, every_classifier: dict) -> None:
     for command in SINGLE_COMMANDS:
-        assert resolved(compose(command, [f"classifier={classifier}"]))["classifier"] == every_classifier[classifier]
+        cfg = resolved(compose(command, [f"classifier={classifier}", *required([classifier], "classifier")]))
+        assert cfg["classifier"] == every_classifier[classifier]
 
 
 @pytest.mark.parametrize("command", ["explain", "consistency"])

@@ -7,6 +7,7 @@ The Python API (the CLI runs the same functions)::
     result = xai.explain({"net": my_module, "svm": my_fitted_svc}, data, explainers=["saliency", "kernel_shap"])
     result.metrics["explainers"]["saliency"]["net"]["deletion_auc"]
     result.save("outputs/my_run")                          # metrics.json, report.md, report.html, figures/
+    net = xai.load_model("net.pt", channels=1, image_size=28)  # TorchScript, state dict, .ckpt, .skops, .onnx
 
 Names are imported on first use, so `import xai_cli` (and the CLI's start) stays fast.
 """
@@ -29,6 +30,7 @@ _EXPORTS = {
     "load": ("xai_cli.api", "load"),
     "model_spec": ("xai_cli.api", "model_spec"),
     "module_spec": ("xai_cli.api", "module_spec"),
+    "load_model": ("xai_cli.models.files", "load_model"),
     "classifier_names": ("xai_cli.api", "classifier_names"),
     "explainer_names": ("xai_cli.api", "explainer_names"),
     "generator_names": ("xai_cli.api", "generator_names"),

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence, Union
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from xai_cli.analysis.context import Model, ModelSpec, RunContext
+from xai_cli.analysis.context import Model, ModelSpec, RunContext, is_fixed
 from xai_cli.analysis.consistency import ConsistencyResult, ConsistencySettings, measure_consistency
 from xai_cli.analysis.counterfactual import (CounterfactualResult, CounterfactualSettings, build_methods,
                                              find_counterfactuals)
@@ -32,7 +32,7 @@ from xai_cli.config_check import _missing_values
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer
-from xai_cli.models.adapters import Outputs, as_classifier, check_contract
+from xai_cli.models.adapters import Outputs, as_classifier
 from xai_cli.training.store import ModelStore
 
 __all__ = ["explain", "discrepancy", "consistency", "counterfactual", "uncertainty", "train", "load", "model_spec",
@@ -188,12 +188,11 @@ def _models(models: Models, ctx: RunContext, cfg: DictConfig, outputs: Outputs) 
     items = {m: m for m in models} if isinstance(models, (list, tuple)) else dict(models)  # type: ignore[arg-type]
     if not items:
         raise UserError("no models given")
-    probe = ctx.data.split("test").x[:4]
     given: dict[str, Model] = {}
     for key, value in items.items():
         if not isinstance(value, (str, ModelSpec)):
             classifier = as_classifier(value, outputs)
-            check_contract(key, classifier, probe, ctx.data.num_classes)
+            ctx.check(key, classifier)
             given[key] = Model(key, classifier, "given")
     names = [v for v in items.values() if isinstance(v, str)]
     specs = dict(zip(names, _specs(names, cfg))) if names else {}
@@ -203,6 +202,9 @@ def _models(models: Models, ctx: RunContext, cfg: DictConfig, outputs: Outputs) 
             out[key] = given[key]
             continue
         spec = specs[value] if isinstance(value, str) else value
+        if is_fixed(spec.config):  # a spec of a ready-trained model (classifier=file's config)
+            out[key] = ctx.fixed(ModelSpec(key, spec.config))
+            continue
         stored = ctx.fetch(spec)
         out[key] = Model(key, stored.model, "trained now" if stored.trained_now else "store", spec, stored)
     return out

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
-from xai_cli.errors import UserError
+from xai_cli.errors import UserError, user_error_in
 
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
 
@@ -154,6 +154,41 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
     missing = _missing_values(final)
     if missing:
         raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
+    _check_fixed_models(command, final)
+
+
+def _check_fixed_models(command: str, cfg: DictConfig) -> None:
+    """Models given by file are loaded and held against the dataset's declared shape and classes now, before
+    Hydra makes a run directory: a wrong file is one line, not a failed run."""
+    from xai_cli.analysis.context import ModelSpec, is_fixed
+
+    chosen = dict(cfg.classifiers) if "classifiers" in cfg else {"classifier": cfg.classifier} if "classifier" in cfg else {}
+    fixed = {str(name): node for name, node in chosen.items() if isinstance(node, DictConfig) and is_fixed(node)}
+    if not fixed:
+        return
+    if command == "consistency":
+        from xai_cli.analysis.consistency import check_trainable
+
+        check_trainable([ModelSpec(name, node) for name, node in fixed.items()])
+    try:
+        shape = [int(v) for v in cfg.dataset.input_shape]
+        num_classes = int(cfg.dataset.num_classes)
+    except (OmegaConfBaseException, TypeError, ValueError):
+        return  # the dataset's shape is known only once it is read: the run checks on real inputs
+    import torch
+    from hydra.utils import instantiate
+
+    from xai_cli.models.adapters import check_contract
+
+    for name, node in fixed.items():
+        try:
+            model = instantiate(node.model)
+        except Exception as exc:
+            cause = exc.__cause__ or exc  # instantiate's wrapper names only the target
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            raise user_error_in(exc) or UserError(f"{name}: {type(cause).__name__}: {first}") from None
+        # zeros of the declared shape: enough for a wrong channel count, image size or class count to show
+        check_contract(name, model, torch.zeros(2, *shape), num_classes, cfg.dataset.get("class_names"))
 
 
 def _refuse_existing_run(setting: str, value: str, cfg: DictConfig) -> None:

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from xai_cli.analysis.context import ModelSpec, RunContext
+from xai_cli.analysis.context import ModelSpec, RunContext, is_fixed
 from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.data.base import Split
 from xai_cli.errors import UserError
@@ -115,6 +115,16 @@ class ConsistencyResult(AnalysisResult):
 ExplainerFactory = Callable[[], Explainer]
 
 
+def check_trainable(architectures: Sequence[ModelSpec]) -> None:
+    """Copies are trained: a fixed model (classifier=file) cannot stand for an architecture."""
+    for spec in architectures:
+        if is_fixed(spec.config):
+            path = spec.config.get("path", "its file")
+            raise UserError(f"consistency retrains copies of each architecture, and {spec.name} is a fixed model "
+                            f"({path}): to train copies of its class, use 'classifiers=[module]' "
+                            "classifiers.module.model.module._target_=mypkg.Net")
+
+
 def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], explainers: Mapping[str, ExplainerFactory],
                         fallback: tuple[str, ExplainerFactory], s: ConsistencySettings) -> ConsistencyResult:
     """Train (or load) the copies of each architecture, explain the same images with each, compare every pair.
@@ -123,6 +133,7 @@ def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], exp
     architecture none of them can explain."""
     if not explainers:
         raise UserError("no explainers selected: e.g. explainers=[gradient_shap]")
+    check_trainable(architectures)
     data = ctx.data
     test = data.split("test")
     idx = _images(test, int(s.n_per_class), data.num_classes)

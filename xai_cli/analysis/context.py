@@ -18,11 +18,11 @@ from torch import nn
 from xai_cli.data.base import ArrayDataModule, SplitName
 from xai_cli.errors import UserError
 from xai_cli.metrics.classification import accuracy
-from xai_cli.models.adapters import TorchModuleClassifier
+from xai_cli.models.adapters import TorchModuleClassifier, check_contract
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.store import ModelStore, StoredModel, to_device
 
-Source = Literal["store", "trained now", "given"]
+Source = Literal["store", "trained now", "given", "file"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class Model:
         out: dict[str, Any] = {"from_store": self.from_store, "source": self.source}
         if self.stored is not None:
             out["store_entry"] = self.stored.path.name
+        file_info = getattr(self.classifier, "file_info", None)
+        if callable(file_info):
+            out.update(file_info())
         return out
 
 
@@ -103,12 +106,31 @@ class RunContext:
                                         self.seed, context))
 
     def trained(self, specs: Sequence[ModelSpec]) -> dict[str, Model]:
+        """The models of `specs`: fixed ones (a config without `fit`, e.g. classifier=file) loaded and checked
+        against the data first, so that a mismatch is refused before anything trains; the others from the
+        store, trained into it if missing."""
+        fixed = {spec.name: self.fixed(spec) for spec in specs if is_fixed(spec.config)}
         out = {}
         for spec in specs:
+            if spec.name in fixed:
+                out[spec.name] = fixed[spec.name]
+                continue
             stored = self.fetch(spec)
             out[spec.name] = Model(spec.name, stored.model, "trained now" if stored.trained_now else "store", spec,
                                    stored)
         return out
+
+    def fixed(self, spec: ModelSpec) -> Model:
+        """A model its config builds ready-trained (classifier=file), checked against the data."""
+        classifier = instantiate(spec.config.model)
+        self.check(spec.name, classifier)
+        if isinstance(classifier, nn.Module):
+            classifier.to(self.device)
+        return Model(spec.name, classifier, "file", spec)
+
+    def check(self, name: str, classifier: Classifier) -> None:
+        """A model must take this data's inputs and give one probability per class (one line if not)."""
+        check_contract(name, classifier, self.data.split("test").x[:4], self.data.num_classes, self.data.class_names)
 
     # --- what every runner used to write itself -------------------------------------------------------
     def accuracy(self, model: Classifier, split: SplitName = "test") -> float:
@@ -135,6 +157,11 @@ class RunContext:
     def require_images(self, command: str) -> None:
         if len(self.data.input_shape) != 3:
             raise UserError(f"xai {command} needs images; {self.data.name} has inputs of shape {self.data.input_shape}")
+
+
+def is_fixed(config: DictConfig) -> bool:
+    """A model config without a fitter describes a model that is used as it is (classifier=file)."""
+    return config.get("fit") is None
 
 
 def specs_from(classifiers: Mapping[str, DictConfig]) -> list[ModelSpec]:

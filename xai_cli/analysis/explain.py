@@ -170,6 +170,10 @@ def _explain_model(ctx: RunContext, s: ExplainSettings, model: Model, explainers
             maps[name] = None
             continue
         explainer.set_background(background)
+        # sampling methods (captum's gradient_shap) draw from torch's and numpy's global generators: seeded
+        # per model and method, a model's attributions do not depend on which came before it
+        torch.manual_seed(ctx.seed)
+        np.random.seed(ctx.seed)
         start = time.perf_counter()
         maps[name], seconds = _timed_explain(explainer, classifier, x, target)
         result = _measure(s, explainer, classifier, random_model, x, target, maps[name], seconds, ctx.seed)

@@ -19,6 +19,7 @@ class NotApplicable(Exception):
 
 class Explainer(ABC):
     needs_gradients: ClassVar[bool] = True
+    needs_hooks: ClassVar[bool] = False  # hooks into the network's layers (DeepLIFT's rules, Grad-CAM's layer)
     uses_background: ClassVar[bool] = False  # wants training images as reference (set by the runner)
 
     def __init__(self, batch_size: int = 64) -> None:
@@ -32,6 +33,12 @@ class Explainer(ABC):
         """Raise NotApplicable if the method cannot explain `model`."""
         if self.needs_gradients and not isinstance(model, nn.Module):
             raise NotApplicable("needs gradients; this model is not differentiable (use a model-agnostic method)")
+        if self.needs_hooks:
+            compiled = compiled_kind(model)  # type: ignore[arg-type]
+            if compiled:
+                raise NotApplicable(f"hooks into the network's layers (one module per activation and convolution), "
+                                    f"which a {compiled} network does not have: load its state dict into its class "
+                                    "instead")
 
     def explain(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Attributions (N, H, W) for inputs (N, C, H, W) and target classes (N,), in batches."""
@@ -44,6 +51,17 @@ class Explainer(ABC):
     @abstractmethod
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ...
+
+
+def compiled_kind(model: nn.Module) -> str | None:
+    """"TorchScript" or "torch.export" if the network (or a part of it) is a compiled graph, whose layers
+    cannot be hooked one by one; None for a plain module."""
+    for m in model.modules():
+        if isinstance(m, torch.jit.ScriptModule):
+            return "TorchScript"
+        if isinstance(m, torch.fx.GraphModule):
+            return "torch.export"
+    return None
 
 
 def device_of(model: Classifier) -> torch.device:

@@ -47,6 +47,8 @@ class IntegratedGradientsExplainer(Explainer):
 class DeepLiftExplainer(Explainer):
     """DeepLIFT (rescale rule) against a constant baseline."""
 
+    needs_hooks = True
+
     def __init__(self, baseline: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.baseline = baseline
@@ -95,6 +97,7 @@ class DeepShapExplainer(Explainer):
     """
 
     uses_background = True
+    needs_hooks = True
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -123,6 +126,8 @@ class DeepShapExplainer(Explainer):
 
 class GradCamExplainer(Explainer):
     """Grad-CAM on the last convolution, upsampled to the input size (bilinear)."""
+
+    needs_hooks = True
 
     def check(self, model: Classifier) -> None:
         super().check(model)

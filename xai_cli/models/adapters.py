@@ -15,7 +15,7 @@ import copy
 import hashlib
 import pickle
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -52,13 +52,20 @@ class TorchModuleClassifier(_NotStorable, TorchClassifier):
 
     def random_copy(self, seed: int) -> nn.Module | None:
         """The same architecture with fresh weights (for the randomisation check): every submodule that can
-        reset its parameters does; None if none can."""
+        reset its parameters does; weights no module can reset (a TorchScript network's) are shuffled, which
+        keeps their scale and destroys what they learned. None for a module without weights."""
         clone = copy.deepcopy(self)
         torch.manual_seed(seed)
-        resettable = [m for m in clone.modules() if callable(getattr(m, "reset_parameters", None))]
-        for m in resettable:
-            m.reset_parameters()
-        return clone.eval() if resettable else None
+        reset: set[int] = set()
+        for m in clone.modules():
+            if callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
+                reset.update(id(p) for p in m.parameters(recurse=False))
+        rest = [p for p in clone.parameters() if id(p) not in reset]
+        with torch.no_grad():
+            for p in rest:
+                p.copy_(p.flatten()[torch.randperm(p.numel())].view_as(p))
+        return clone.eval() if reset or rest else None
 
 
 class EstimatorClassifier(_NotStorable):
@@ -96,7 +103,9 @@ class CallableClassifier(_NotStorable):
 
 def as_classifier(obj: Any, outputs: Outputs = "logits") -> Classifier:
     """Wrap a user's model (see the module docstring); xai's own classifiers pass through unchanged."""
-    if isinstance(obj, (TorchClassifier, TorchModuleClassifier, EstimatorClassifier, CallableClassifier)):
+    from xai_cli.models.files import FileModel  # here: files builds on this module's wrappers
+
+    if isinstance(obj, (TorchClassifier, TorchModuleClassifier, EstimatorClassifier, CallableClassifier, FileModel)):
         return obj
     if hasattr(obj, "pipeline") and hasattr(obj, "predict_proba") and hasattr(obj, "num_parameters"):
         return obj  # xai's SklearnClassifier
@@ -118,21 +127,32 @@ def as_classifier(obj: Any, outputs: Outputs = "logits") -> Classifier:
                     "estimator with predict_proba, a callable returning class probabilities, or a model name")
 
 
-def check_contract(name: str, model: Classifier, x: torch.Tensor, num_classes: int) -> None:
-    """Ask the model about a few real inputs: it must give (N, num_classes) probabilities that sum to 1."""
+def check_contract(name: str, model: Classifier, x: torch.Tensor, num_classes: int,
+                   class_names: Sequence[str] | None = None) -> None:
+    """What a model declares (a file model's contract) must be what the data has; then ask it about a few
+    real inputs: it must give (N, num_classes) probabilities that sum to 1."""
+    label = f"model {name!r}"
+    file = getattr(model, "path", None)
+    if isinstance(file, Path):  # a model from a file is named by its file: that is what the user chose
+        label = file.name if name in ("file", "classifier", "model") else f"{name} ({file.name})"
+    declared = getattr(model, "contract", None)
+    if declared is not None:
+        declared.check(label, x.shape[1:], num_classes, class_names)
     try:
         probs = np.asarray(model.predict_proba(x))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"model {name!r} fails on inputs of shape {tuple(x.shape[1:])}: "
-                        f"{type(exc).__name__}: {first}") from exc
+        hint = ("; declare what it takes (channels, image_size) for a clear check"
+                if isinstance(file, Path) and getattr(declared, "image_size", 1) is None else "")
+        raise UserError(f"{label} fails on inputs of shape {tuple(x.shape[1:])}: "
+                        f"{type(exc).__name__}: {first}{hint}") from exc
     if probs.ndim != 2 or len(probs) != len(x):
-        raise UserError(f"model {name!r} returns shape {probs.shape} for {len(x)} inputs; expected ({len(x)}, "
+        raise UserError(f"{label} returns shape {probs.shape} for {len(x)} inputs; expected ({len(x)}, "
                         f"{num_classes})")
     if probs.shape[1] != num_classes:
-        raise UserError(f"model {name!r} outputs {probs.shape[1]} classes, dataset has {num_classes}")
+        raise UserError(f"{label} outputs {probs.shape[1]} classes, dataset has {num_classes}")
     if not np.isfinite(probs).all() or not np.allclose(probs.sum(1), 1.0, atol=1e-3) or probs.min() < -1e-6:
-        raise UserError(f"model {name!r} does not return probabilities (rows must be ≥ 0 and sum to 1); a torch "
+        raise UserError(f"{label} does not return probabilities (rows must be ≥ 0 and sum to 1); a torch "
                         "module should return logits")
 
 
@@ -140,6 +160,9 @@ def fingerprint(model: Classifier) -> str | None:
     """A content identity for a user's model, so that what is learned against it (a counterfactual actor) can
     be stored and found again: the sha256 of a torch module's weights, or of a fitted estimator's pickled bytes
     (written, never loaded: nothing runs). None for a plain callable, which has no content to hash."""
+    identity = getattr(model, "identity", None)
+    if isinstance(identity, str):  # a file model: the file's sha256 with what changes its outputs
+        return identity
     digest = hashlib.sha256()
     if isinstance(model, TorchModuleClassifier):
         digest.update(f"{type(model.module).__module__}.{type(model.module).__qualname__}:{model.outputs}".encode())

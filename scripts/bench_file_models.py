@@ -34,7 +34,8 @@ def same_weights(model_dir: Path, folder: Path) -> None:
     net = trained.models["cnn"].cpu().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.script(net), folder / "cnn.pt")
+        # traced: xai's classes carry Python helpers (a device property) that torch.jit.script rejects
+        torch.jit.save(torch.jit.trace(net, data.split("test").x[:2]), folder / "cnn.pt")
     torch.save(net.state_dict(), folder / "cnn_weights.pt")
     files = {"torchscript": xai.load_model(folder / "cnn.pt"),
              "state_dict": xai.load_model(folder / "cnn_weights.pt", network=CNN(input_shape=(1, 28, 28), num_classes=10))}

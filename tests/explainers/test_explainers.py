@@ -206,3 +206,17 @@ def test_kernel_shap_gives_exact_shapley_values_on_an_additive_model() -> None:
     values = kernel_shap_values(predict, image, segments, 1, 1000, 0.0, seed=0)
     exact = np.array([(w * image[..., 0])[segments == s].sum() for s in range(segments.max() + 1)])
     assert np.allclose(values, exact, atol=1e-6)
+    # one segment: the whole change from the baseline
+    whole = kernel_shap_values(predict, image, np.zeros((28, 28), dtype=int), 1, 1000, 0.0, seed=0)
+    assert np.allclose(whole, [(w * image[..., 0]).sum()])
+
+
+def test_colour_images_keep_their_superpixels_under_noise() -> None:
+    """SLIC in Lab space collapsed slightly noisy RGB digits into one segment (the stability estimate's
+    inputs); in RGB they keep the segments of the clean image's scale."""
+    import xai_cli as xai
+
+    x = xai.datasets.load("digits", channels=3, image_size=64).split("test").x[:3]
+    noisy = (x + 0.01 * torch.randn_like(x, generator=torch.Generator().manual_seed(0))).permute(0, 2, 3, 1)
+    for image in noisy.numpy().astype(np.float64):
+        assert superpixels(image).max() + 1 >= 40

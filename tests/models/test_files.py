@@ -238,6 +238,7 @@ def test_explanations_of_a_file_network_are_those_of_the_network_itself(saved: d
     assert e["saliency"]["script"]["randomization_similarity"] < 0.6
     described = result.metrics["models"]["script"]
     assert described["format"] == "torchscript" and len(described["sha256"]) == 64
+    assert "net_script.pt (torchscript)" in result.to_markdown()  # the report names the file
 
 
 def test_a_counterfactual_actor_learned_against_a_file_model_is_stored_by_its_identity(saved: dict, digits,
@@ -255,3 +256,19 @@ def test_a_counterfactual_actor_learned_against_a_file_model_is_stored_by_its_id
     assert sorted(p.name for p in tmp_path.glob("latent_rl_*")) == actors
     run(load_model(saved["dir"] / "net_script.pt", mean=0.5, std=0.5))  # another model: another actor
     assert len(list(tmp_path.glob("latent_rl_*"))) == 2
+
+
+def test_uncertainty_trains_its_gan_against_a_file_model_once(tmp_path: Path) -> None:
+    moons = xai.datasets.load("moons")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(net), tmp_path / "moons.pt")
+    quick = {"generator_settings": {"fit.steps": 100}, "n_per_point": 10, "model_dir": tmp_path / "models"}
+    first = xai.uncertainty({"net": load_model(tmp_path / "moons.pt")}, moons, **quick)
+    assert not first.metrics["generator"]["from_store"]
+    again = xai.uncertainty({"net": load_model(tmp_path / "moons.pt")}, moons, **quick)  # the file's identity
+    assert again.metrics["generator"]["from_store"] and again.metrics["evaluation"] == first.metrics["evaluation"]
+    with pytest.raises(UserError, match=r"moons.pt\) takes images, the dataset has inputs of shape \(2,\)"):
+        xai.uncertainty({"net": load_model(tmp_path / "moons.pt", channels=1)}, moons, **quick)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -65,7 +66,10 @@ class TrainResult(AnalysisResult):
 
 
 def source_of(model_metrics: dict[str, Any]) -> str:
-    """How a report names where a model came from (runs before `source` existed only had `from_store`)."""
+    """How a report names where a model came from (runs before `source` existed only had `from_store`); a
+    model from a file by its file and format."""
+    if model_metrics.get("file"):
+        return f"{Path(model_metrics['file']).name} ({model_metrics.get('format', 'file')})"
     return model_metrics.get("source") or ("store" if model_metrics["from_store"] else "trained now")
 
 

@@ -98,6 +98,11 @@ def kernel_shap_values(predict: Callable[[np.ndarray], torch.Tensor], image: np.
                        label: int, n_samples: int, baseline: float, seed: int) -> np.ndarray:
     """KernelSHAP value of each superpixel for `label` (Lundberg & Lee, 2017)."""
     m = int(segments.max()) + 1
+    if m == 1:  # one segment: its Shapley value is the whole change from the baseline
+        both = np.stack([image, np.full_like(image, baseline)])
+        with torch.no_grad():
+            out = predict(both).cpu().numpy()[:, label].astype(np.float64)
+        return np.array([out[0] - out[1]])
     rng = np.random.default_rng(seed)
     sizes = np.arange(1, m)
     kernel = (m - 1) / (sizes * (m - sizes))

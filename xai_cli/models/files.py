@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from xai_cli.errors import UserError
+from xai_cli.utils.hashing import file_sha256
 from xai_cli.models.adapters import EstimatorClassifier, Outputs, TorchModuleClassifier
 
 Format = Literal["auto", "torchscript", "exported", "state_dict", "lightning", "skops", "onnx", "pickle"]
@@ -245,7 +246,7 @@ def load_model(path: str | Path, *, format: Format = "auto", network: Any = None
     if outputs not in ("logits", "probabilities"):
         raise UserError(f"outputs must be 'logits' or 'probabilities', not {outputs!r}")
     contract = InputContract.of(channels, image_size, num_classes, mean, std, class_names)
-    digest = _sha256(file)
+    digest = file_sha256(file)
     model: FileModel
     extra: Any = None
     if fmt == "onnx":
@@ -434,14 +435,6 @@ def _mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str:
              f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
              f"shapes differ: {', '.join(shapes[:2])}" if shapes else ""]
     return "; ".join(p for p in parts if p) or "load_state_dict refused them"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

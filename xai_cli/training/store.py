@@ -30,6 +30,7 @@ import xai_cli
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.fit import Seeds
+from xai_cli.utils.hashing import file_sha256
 
 log = logging.getLogger("xai")
 
@@ -60,14 +61,6 @@ def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictC
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -140,7 +133,7 @@ class ModelStore:
             artifact = entry / meta["artifact"]["file"]
             if artifact.stat().st_size != meta["artifact"]["bytes"]:
                 raise CorruptEntry(f"{artifact.name} has {artifact.stat().st_size} bytes, expected {meta['artifact']['bytes']}")
-            if _sha256(artifact) != meta["artifact"]["sha256"]:
+            if file_sha256(artifact) != meta["artifact"]["sha256"]:
                 raise CorruptEntry(f"{artifact.name} checksum mismatch")
             model = self._build(model_cfg, seed)
             model.load(artifact)
@@ -187,7 +180,7 @@ class ModelStore:
                 "classifier": _plain(model_cfg),
                 "dataset": _plain(dataset_cfg),
                 "artifact": {"file": ARTIFACT, "bytes": (tmp / ARTIFACT).stat().st_size,
-                             "sha256": _sha256(tmp / ARTIFACT)},
+                             "sha256": file_sha256(tmp / ARTIFACT)},
                 "fit": {"train_time_s": result.train_time_s, **result.details},
             }
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str))

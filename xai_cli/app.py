@@ -23,7 +23,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from xai_cli.config import CONFIG_DIR
 from xai_cli.config_check import preflight
-from xai_cli.errors import user_error_in
+from xai_cli.errors import first_line, user_error_in
 from xai_cli.report import sweep
 from xai_cli.report.writer import RunReport, atomic_write
 
@@ -44,7 +44,7 @@ def describe_failure(exc: BaseException) -> str:
         return str(wrapped)
     if isinstance(exc, MissingMandatoryValue):
         return f"{exc.full_key} must be set"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    first = first_line(exc)
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 

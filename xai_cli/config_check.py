@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
-from xai_cli.errors import UserError, user_error_in
+from xai_cli.errors import UserError, first_line, user_error_in
 
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
 
@@ -185,8 +185,7 @@ def _check_fixed_models(command: str, cfg: DictConfig) -> None:
             model = instantiate(node.model)
         except Exception as exc:
             cause = exc.__cause__ or exc  # instantiate's wrapper names only the target
-            first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-            raise user_error_in(exc) or UserError(f"{name}: {type(cause).__name__}: {first}") from None
+            raise user_error_in(exc) or UserError(f"{name}: {type(cause).__name__}: {first_line(cause)}") from None
         # zeros of the declared shape: enough for a wrong channel count, image size or class count to show
         check_contract(name, model, torch.zeros(2, *shape), num_classes, cfg.dataset.get("class_names"))
 

@@ -17,3 +17,9 @@ def user_error_in(exc: BaseException) -> UserError | None:
         seen.add(id(current))
         current = current.__cause__
     return None
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line ("" if it has none): what a one-line error quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

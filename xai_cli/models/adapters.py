@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai_cli.errors import UserError
+from xai_cli.errors import UserError, first_line
 from xai_cli.models.classifiers.base import Classifier, TorchClassifier
 
 Outputs = Literal["logits", "probabilities"]
@@ -141,9 +141,9 @@ def check_contract(name: str, model: Classifier, x: torch.Tensor, num_classes: i
     try:
         probs = np.asarray(model.predict_proba(x))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        hint = ("; declare what it takes (channels, image_size) for a clear check"
-                if isinstance(file, Path) and getattr(declared, "image_size", 1) is None else "")
+        first = first_line(exc)
+        undeclared = declared is not None and declared.image_size is None
+        hint = "; declare what it takes (channels, image_size) for a clear check" if undeclared else ""
         raise UserError(f"{label} fails on inputs of shape {tuple(x.shape[1:])}: "
                         f"{type(exc).__name__}: {first}{hint}") from exc
     if probs.ndim != 2 or len(probs) != len(x):

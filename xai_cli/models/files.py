@@ -31,14 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai_cli.errors import UserError
-from xai_cli.utils.hashing import file_sha256
+from xai_cli.errors import UserError, first_line
 from xai_cli.models.adapters import EstimatorClassifier, Outputs, TorchModuleClassifier
+from xai_cli.utils.hashing import file_sha256
 
 Format = Literal["auto", "torchscript", "exported", "state_dict", "lightning", "skops", "onnx", "pickle"]
 FORMATS: tuple[str, ...] = ("torchscript", "exported", "state_dict", "lightning", "skops", "onnx", "pickle")
-_BY_SUFFIX = {".pt2": "exported", ".ckpt": "lightning", ".skops": "skops", ".onnx": "onnx", ".pkl": "pickle", ".pickle": "pickle",
-              ".joblib": "pickle"}
+_BY_SUFFIX = {".pt2": "exported", ".ckpt": "lightning", ".skops": "skops", ".onnx": "onnx", ".pkl": "pickle",
+              ".pickle": "pickle", ".joblib": "pickle"}
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ class FileModel:
     contract: InputContract
     identity: str
 
-    def _describe_file(self, path: Path, fmt: str, sha256: str, contract: InputContract, extra: Any) -> None:
-        self.path, self.format, self.sha256, self.contract = path, fmt, sha256, contract
-        self.identity = hashlib.sha256(json.dumps({"sha256": sha256, "format": fmt, "contract": asdict(contract),
+    def _describe_file(self, path: Path, fmt: str, sha256: str, extra: Any) -> None:
+        self.path, self.format, self.sha256 = path, fmt, sha256
+        self.identity = hashlib.sha256(json.dumps({"sha256": sha256, "format": fmt, "contract": asdict(self.contract),
                                                    "extra": extra}, sort_keys=True, default=str).encode()).hexdigest()
 
     def file_info(self) -> dict[str, Any]:
@@ -176,8 +176,9 @@ class OnnxClassifier(FileModel):
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.declared_shape = tuple(d if isinstance(d, int) else None for d in first.shape)
-        # a graph exported for a fixed batch size is fed exactly that many rows at a time
+        # a graph exported for a fixed batch size is fed exactly that many rows at a time (the last padded)
         fixed = self.declared_shape[0] if self.declared_shape else None
+        self.fixed_batch = fixed is not None
         self.batch_size = int(fixed) if fixed else int(batch_size)
         self.outputs = outputs
         self.contract = contract
@@ -188,7 +189,7 @@ class OnnxClassifier(FileModel):
         out = []
         for i in range(0, len(a), self.batch_size):
             chunk = a[i : i + self.batch_size]
-            pad = self.batch_size - len(chunk) if self.declared_shape and self.declared_shape[0] else 0
+            pad = self.batch_size - len(chunk) if self.fixed_batch else 0
             if pad:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
             y = np.asarray(self.session.run(None, {self.input_name: chunk})[0], dtype=np.float32)
@@ -251,7 +252,7 @@ def load_model(path: str | Path, *, format: Format = "auto", network: Any = None
     extra: Any = None
     if fmt == "onnx":
         model = OnnxClassifier(file, outputs, contract)
-        model.contract = contract = _onnx_contract(file, model.declared_shape, contract)
+        model.contract = _onnx_contract(file, model.declared_shape, contract)
         extra = outputs
     elif fmt in ("skops", "pickle"):
         model = FileEstimator(_load_estimator(file, fmt, trust), contract)
@@ -261,7 +262,7 @@ def load_model(path: str | Path, *, format: Format = "auto", network: Any = None
         model = FileNetwork(module, outputs, contract).eval()
         # a state dict's weights mean something only with the class they are loaded into
         extra = {"outputs": outputs, "network": _class_path(module) if fmt in ("state_dict", "lightning") else None}
-    model._describe_file(file.resolve(), fmt, digest, contract, extra)
+    model._describe_file(file.resolve(), fmt, digest, extra)
     return model
 
 
@@ -438,5 +439,4 @@ def _mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc) or type(exc).__name__

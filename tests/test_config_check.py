@@ -56,9 +56,9 @@ def test_wrong_value_type(override: str, expected: str) -> None:
     assert expected in error_of("-m", override) if "," in override else expected in error_of(override)
 
 
-def test_mandatory_value_missing() -> None:
-    assert error_of("dataset=npz") == "dataset.file, dataset.num_classes must be set, e.g. dataset.file=<value>"
-    preflight("train", ["dataset=npz", "dataset.file=x.npz", "dataset.num_classes=3"], CONFIG_DIR)
+def test_mandatory_value_missing(user_data: dict) -> None:
+    assert error_of("dataset=npz") == "dataset.file must be set, e.g. dataset.file=<value>"
+    preflight("train", ["dataset=npz", *user_data["npz"]], CONFIG_DIR)
 
 
 def test_unparsable_override() -> None:

@@ -14,9 +14,6 @@ from xai_cli.config import CONFIG_DIR, SUITED, compose, group_options, suited
 COMMANDS = ["train", "explain", "discrepancy", "counterfactual", "consistency", "uncertainty"]
 SET_COMMANDS = ["train", "explain", "discrepancy", "consistency"]  # commands over a set of classifiers
 SINGLE_COMMANDS = ["counterfactual", "uncertainty"]  # commands over one classifier
-# datasets whose files leave values to the user (???)
-REQUIRED = {"npz": ["dataset.file=x.npz", "dataset.num_classes=3"],
-            "image_folder": ["dataset.root=x", "dataset.num_classes=3"]}
 CLASSIFIER_REQUIRED = {"file": ["path=net.pt"]}  # classifiers whose files leave values to the user
 
 
@@ -35,9 +32,13 @@ def resolved(cfg: DictConfig) -> dict:
 
 @pytest.mark.parametrize("dataset", group_options("dataset"))
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_dataset_composes_with_every_command(command: str, dataset: str) -> None:
-    cfg = resolved(compose(command, [f"dataset={dataset}", *REQUIRED.get(dataset, [])]))
+def test_every_dataset_composes_with_every_command(command: str, dataset: str, user_data: dict) -> None:
+    cfg = resolved(compose(command, [f"dataset={dataset}", *user_data.get(dataset, [])]))
     assert cfg["dataset"]["_target_"].startswith("xai_cli.data.")
+    if dataset in user_data:  # the classes come from the data: three, named in the npz, by folder in the folder
+        assert cfg["dataset"]["num_classes"] == 3
+        expected = ["one", "two", "zero"] if dataset == "image_folder" else ["zero", "one", "two"]  # folders sort
+        assert cfg["dataset"]["class_names"] == expected
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +105,14 @@ def test_every_experiment_preset_composes_under_the_commands_it_names(experiment
                                                             ("digits", "cnn", "stylegan2_lite"),
                                                             ("mnist_corrupted", "cnn", "stylegan2_lite"),
                                                             ("npz", "cnn", "stylegan2_lite")])
-def test_uncertainty_takes_the_models_that_suit_the_data(dataset: str, classifier: str, generator: str) -> None:
+def test_uncertainty_takes_the_models_that_suit_the_data(dataset: str, classifier: str, generator: str,
+                                                         user_data: dict) -> None:
     assert suited("classifier", dataset) == classifier and suited("generator", dataset) == generator
-    cfg = compose("uncertainty", [f"dataset={dataset}", *REQUIRED.get(dataset, [])])
+    cfg = compose("uncertainty", [f"dataset={dataset}", *user_data.get(dataset, [])])
     target = resolved(compose("train", [f"classifiers=[{classifier}]"]))["classifiers"][classifier]["model"]["_target_"]
     assert cfg.classifier.model._target_ == target
     # and an explicit choice wins
-    chosen = compose("uncertainty", [f"dataset={dataset}", *REQUIRED.get(dataset, []), "generator=mlp_gan_images"])
+    chosen = compose("uncertainty", [f"dataset={dataset}", *user_data.get(dataset, []), "generator=mlp_gan_images"])
     assert chosen.generator.hidden == 256
 
 

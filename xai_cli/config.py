@@ -75,8 +75,13 @@ def _declared_shape(dataset: str) -> tuple[int, ...]:
 
 
 def _register() -> None:
-    if not OmegaConf.has_resolver("xai.suited"):
-        OmegaConf.register_new_resolver("xai.suited", suited)
+    from xai_cli.data import classes
+
+    resolvers = {"xai.suited": suited, "xai.folder_classes": classes.folder_classes,
+                 "xai.npz_classes": classes.npz_classes, "xai.count": classes.count}
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     store = ConfigStore.instance()
     for set_group, group in SET_GROUPS.items():
         for option in group_options(group):

@@ -22,7 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
 from xai_cli.errors import UserError, first_line, user_error_in
 
-RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
+RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")
+GENERATIVE = ("discrepancy", "counterfactual", "uncertainty")  # the commands that train a model of the images  # where runs are written: never into one that holds a run
 
 # Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
 RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "discrepancy.spaces": "space",
@@ -154,7 +155,39 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
     missing = _missing_values(final)
     if missing:
         raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
+    _check_dataset(final)
+    _check_generator(command, final)
     _check_fixed_models(command, final)
+
+
+def _check_dataset(cfg: DictConfig) -> None:
+    """The dataset's settings resolved and its constructor run, which is cheap (images are read at setup): a
+    missing folder or file, or a class count its folders or labels contradict, is one line now."""
+    if isinstance(cfg.get("dataset"), DictConfig):
+        _construct(cfg.dataset)
+
+
+def _check_generator(command: str, cfg: DictConfig) -> None:
+    """The generative model a command trains, built untrained: an image size it cannot make is one line now,
+    not a failed run after its classifiers have trained."""
+    if command not in GENERATIVE or not isinstance(cfg.get("generator"), DictConfig):
+        return
+    if command == "discrepancy" and not str(cfg.get("space", {}).get("_target_", "")).endswith("LatentSpace"):
+        return  # DIG in the input space needs no β-VAE
+    _construct(cfg.generator.model)
+
+
+def _construct(node: DictConfig) -> None:
+    """Instantiate a config node, raising the UserError its resolvers or constructors raise, if any; any
+    other failure the run reports, with its traceback in error.txt."""
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(node)
+    except Exception as exc:
+        wrapped = user_error_in(exc)
+        if wrapped is not None:
+            raise wrapped from None
 
 
 def _check_fixed_models(command: str, cfg: DictConfig) -> None:

@@ -1,5 +1,7 @@
 """The one exception type that means "the user asked for something we cannot do", shown as one line."""
 
+from omegaconf.errors import InterpolationResolutionError
+
 
 class UserError(Exception):
     """Bad input (missing dataset, unknown option, wrong value): the CLI prints the message, no traceback."""
@@ -8,14 +10,18 @@ class UserError(Exception):
 def user_error_in(exc: BaseException) -> UserError | None:
     """The UserError an exception was raised from, if any: Hydra's instantiate re-raises what a constructor
     raised as an InstantiationException (`raise ... from`), which would otherwise hide a one-line message
-    behind a traceback. Only explicit causes count: an error raised while handling another is its own."""
+    behind a traceback. Only explicit causes count (an error raised while handling another is its own), but
+    for OmegaConf's resolution errors, which re-raise what a resolver raised while handling it."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, UserError):
             return current
         seen.add(id(current))
-        current = current.__cause__
+        following = current.__cause__
+        if following is None and isinstance(current, InterpolationResolutionError):
+            following = current.__context__
+        current = following
     return None
 
 

@@ -8,7 +8,8 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, compose_config, require_shared_mnist, write_idx
+from tests.conftest import (SHARED_DATA, compose_config, require_shared_mnist, write_idx, write_image_folder,
+                            write_npz)
 from xai_cli.data.corruptions import corrupt
 from xai_cli.data.digits import DigitsDataModule
 from xai_cli.data.idx import read_idx
@@ -168,6 +169,59 @@ def test_image_folder_colour_to_grey(tmp_path: Path) -> None:
     assert dm.class_names == ["cat", "dog", "eel"]
     assert sum(len(dm.split(s)) for s in ("train", "val", "test")) == 30
     assert dm.split("test").x.shape[1:] == (1, 28, 28)
+
+
+def test_image_folder_takes_its_classes_from_its_folders(tmp_path: Path) -> None:
+    import xai_cli as xai
+
+    root = write_image_folder(tmp_path / "digits", classes=3, per_class=10, size=32)
+    data = xai.datasets.load("image_folder", root=str(root), channels=3, image_size=32)
+    assert (data.num_classes, data.class_names, data.input_shape) == (3, ["one", "two", "zero"], (3, 32, 32))
+    assert xai.datasets.load("image_folder", root=str(root), num_classes=3).num_classes == 3  # a check, not a need
+    renamed = xai.datasets.load("image_folder", root=str(root), class_names=["1", "2", "0"])
+    assert renamed.class_names == ["1", "2", "0"]
+    with pytest.raises(UserError, match=r"has 3 class folders but dataset.num_classes=4"):
+        xai.datasets.load("image_folder", root=str(root), num_classes=4)
+    with pytest.raises(UserError, match=r"dataset.class_names has 2 names for 3 class folders"):
+        xai.datasets.load("image_folder", root=str(root), class_names=["a", "b"])
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"has 1 class folder; a classifier needs two or more"):
+        xai.datasets.load("image_folder", root=str(tmp_path / "one"))
+    with pytest.raises(UserError, match=r"^image folder not found: .*nowhere \(set dataset.root="):
+        xai.datasets.load("image_folder", root=str(tmp_path / "nowhere"))
+
+
+def test_npz_takes_its_classes_from_its_labels_or_its_names(tmp_path: Path) -> None:
+    import xai_cli as xai
+
+    named = xai.datasets.load("npz", file=str(write_npz(tmp_path / "named.npz", classes=3, per_class=10)))
+    assert (named.num_classes, named.class_names) == (3, ["zero", "one", "two"])
+    plain = write_npz(tmp_path / "plain.npz", classes=4, per_class=10, names=False)
+    assert xai.datasets.load("npz", file=str(plain)).class_names == ["0", "1", "2", "3"]
+    # more classes than the labels show (a class absent from this file) is allowed; fewer is refused
+    assert xai.datasets.load("npz", file=str(plain), num_classes=5).class_names == ["0", "1", "2", "3", "4"]
+    with pytest.raises(UserError, match=r"plain.npz has labels up to 3 but dataset.num_classes=3"):
+        xai.datasets.load("npz", file=str(plain), num_classes=3)
+    assert xai.datasets.load("npz", file=str(plain), class_names=list("abcd")).class_names == list("abcd")
+    with pytest.raises(UserError, match=r"3 class names for dataset.num_classes=4"):
+        xai.datasets.load("npz", file=str(plain), class_names=list("abc"), num_classes=4)
+    with pytest.raises(UserError, match=r"plain.npz: labels must lie in 0..2 \(dataset.num_classes=3\), got 3"):
+        xai.datasets.load("npz", file=str(plain), class_names=list("abc"))
+    with pytest.raises(UserError, match=r"^dataset file not found: .*none.npz"):
+        xai.datasets.load("npz", file=str(tmp_path / "none.npz"))
+
+
+def test_npz_refuses_labels_that_are_not_class_indices(tmp_path: Path) -> None:
+    import xai_cli as xai
+
+    x = np.zeros((40, 8, 8), np.uint8)
+    for name, y, message in (("float", np.arange(40) % 4 + 0.5, "labels must be class indices"),
+                             ("onehot", np.eye(4)[np.arange(40) % 4], "160 labels for 40 inputs"),
+                             ("negative", np.arange(40) % 4 - 1, "labels must be class indices 0..K-1, got -1"),
+                             ("single", np.zeros(40), "the training labels hold a single class")):
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+        with pytest.raises(UserError, match=message):
+            xai.datasets.load("npz", file=str(tmp_path / f"{name}.npz"), num_classes=4)
 
 
 def test_moons_are_2d_with_the_configured_noise() -> None:

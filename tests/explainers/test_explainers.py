@@ -177,7 +177,7 @@ def test_what_the_model_ignores_gets_no_attribution(trained, name: str) -> None:
     explainer.set_background(background)
     maps = explainer.explain(model, x[:2], y[:2]).abs()
     # an occlusion window straddling the middle shares its effect with the ignored pixels it covers
-    edge = 14 - explainer.window if name == "occlusion" else 14
+    edge = 14 - explainer.patch(28, 28)[0] if name == "occlusion" else 14
     ignored, used = maps[..., :edge], maps[..., 14:]
     if name in ("lime", "kernel_shap"):
         # superpixels straddle the middle, so judge only those wholly inside the ignored half

@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import compose_config
+from xai_cli.errors import UserError
 from xai_cli.models.generators.beta_vae import BetaVAE
 from xai_cli.training.store import ModelStore
 
@@ -25,8 +26,19 @@ def test_shapes_and_the_loss_terms() -> None:
     torch.manual_seed(1)
     r, k = vae.loss_terms(x)
     assert float(total) == pytest.approx(float(r + 4.0 * k), rel=1e-6) and float(kl) >= 0
-    with pytest.raises(ValueError, match="divisible by 4"):
+    with pytest.raises(UserError, match="halves 30x30 images 2 times, so their sides must be multiples of 4"):
         BetaVAE((1, 30, 30))
+
+
+@pytest.mark.parametrize("shape, features", [((1, 28, 28), (64, 7, 7)), ((3, 32, 32), (64, 8, 8)),
+                                             ((3, 48, 48), (64, 6, 6)), ((3, 64, 64), (64, 8, 8))])
+def test_the_vae_scales_with_the_image_up_to_64_px(shape: tuple[int, int, int], features: tuple[int, ...]) -> None:
+    vae = BetaVAE(shape)
+    assert vae._feature_shape == features  # a third stage above 32 px keeps the bottleneck's input small
+    assert vae(torch.rand(2, *shape)).shape == (2, *shape)
+    with pytest.raises(UserError, match=r"beta_vae generates images up to 64 px, these are 128x128: "
+                                        r"set dataset.image_size=64"):
+        BetaVAE((3, 128, 128))
 
 
 @pytest.mark.slow

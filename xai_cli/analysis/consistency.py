@@ -176,7 +176,8 @@ def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], exp
                                                value_format="{:.2f}", cmap="magma_r"), f"S_{key}"),
                 "maps": result.add_figure(_copies_figure(x, y, maps, int(s.figure_images),
                                                          f"{arch} / {explainer_name}: the same images, "
-                                                         "explained by each copy"), f"copies_{key}"),
+                                                         "explained by each copy", data.class_names),
+                                          f"copies_{key}"),
             }
             log.info("%s / %s: C = %.3f over %d pairs", arch, explainer_name, row["C"], row["alpha"])
 
@@ -267,12 +268,13 @@ def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarr
     }
     return row, pairs, matrix
 
-def _copies_figure(x: torch.Tensor, y: torch.Tensor, maps: dict[str, np.ndarray], n: int, title: str) -> Any:
+def _copies_figure(x: torch.Tensor, y: torch.Tensor, maps: dict[str, np.ndarray], n: int, title: str,
+                   class_names: Sequence[str]) -> Any:
     # one image per class first, so the figure shows different digits
     _, first = np.unique(y.numpy(), return_index=True)
     rows = np.sort(first)[:n]
     return attribution_grid(x[rows], {k: torch.from_numpy(v[rows]) for k, v in maps.items()},
-                            [f"y={int(y[r])}" for r in rows], title)
+                            [f"y={class_names[int(y[r])]}" for r in rows], title)
 
 def render(metrics: dict[str, Any], has_figure: Any) -> Document:
     """The consistency report from its metrics (`has_figure` is the shared signature; every figure is drawn)."""

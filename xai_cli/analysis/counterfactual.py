@@ -124,7 +124,8 @@ def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, met
     with tempfile.TemporaryDirectory(prefix="xai-unstored-") as scratch:
         method_ctx = Context(classifier, vae, train.x, data.num_classes, ctx.seed,
                              store=_learner_store(ctx, model, stored_vae, Path(scratch)))
-        results, shown = _run_methods(methods, method_ctx, classifier, vae, train.x, x, target, needed)
+        results, shown = _run_methods(methods, method_ctx, classifier, vae, train.x, x, target, needed,
+                                      data.class_names)
 
     result = CounterfactualResult(metrics={})
     saved = {"indices": idx, "targets": target.numpy(), "originals": x.numpy()}
@@ -133,7 +134,8 @@ def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, met
             saved[m], saved[f"{m}_valid"] = cf.numpy(), valid
     result.arrays["counterfactuals.npz"] = saved
     n = int(s.figure_images)  # the figure shows the first images; the npz holds all
-    captions = [f"#{i} ŷ={p} → {int(t)}" for i, p, t in zip(idx[:n], probs.argmax(1)[:n], target[:n])]
+    names = data.class_names
+    captions = [f"#{i} ŷ={names[p]} → {names[int(t)]}" for i, p, t in zip(idx[:n], probs.argmax(1)[:n], target[:n])]
     first = {m: (None if cf is None else cf[:n], valid[:n], cf_captions[:n])
              for m, (cf, valid, cf_captions) in shown.items()}
     result.add_figure(counterfactual_grid(x[:n], captions, first, f"{model.name}: counterfactuals (grey: none found)"),
@@ -158,7 +160,8 @@ def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, met
 
 
 def _run_methods(methods: Mapping[str, Any], ctx: Context, classifier: Any, vae: Any, train_x: torch.Tensor,
-                 x: torch.Tensor, target: torch.Tensor, needed: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
+                 x: torch.Tensor, target: torch.Tensor, needed: torch.Tensor,
+                 class_names: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     shown: dict[str, tuple[torch.Tensor | None, np.ndarray, list[str]]] = {}
     for m, method in methods.items():
@@ -174,7 +177,8 @@ def _run_methods(methods: Mapping[str, Any], ctx: Context, classifier: Any, vae:
         seconds = (time.perf_counter() - start) / max(int(needed.sum()), 1)
         full = x.clone()
         full[needed] = x_cf.to(full.dtype)
-        results[m], valid, captions = _measure(classifier, vae, train_x, x, full, target, needed, seconds)
+        results[m], valid, captions = _measure(classifier, vae, train_x, x, full, target, needed, seconds,
+                                               class_names)
         results[m].update(info)
         full[~torch.from_numpy(valid)] = x[~torch.from_numpy(valid)]  # what was not reached is not kept
         shown[m] = (full, valid, captions)
@@ -218,8 +222,8 @@ class CounterfactualRunner:
 
 
 def _measure(model: Any, vae: Any, train_x: torch.Tensor, x: torch.Tensor, x_cf: torch.Tensor,
-             target: torch.Tensor, needed: torch.Tensor,
-             seconds: float) -> tuple[dict[str, Any], np.ndarray, list[str]]:
+             target: torch.Tensor, needed: torch.Tensor, seconds: float,
+             class_names: Sequence[str]) -> tuple[dict[str, Any], np.ndarray, list[str]]:
     p = model.predict_proba(x_cf)
     valid = (p.argmax(1) == target.numpy()) & needed.numpy()
     delta = (x_cf - x).flatten(1)
@@ -236,7 +240,7 @@ def _measure(model: Any, vae: Any, train_x: torch.Tensor, x: torch.Tensor, x_cf:
     out = {"validity": float(valid.sum() / max(int(needed.sum()), 1)), "n": int(needed.sum()),
            "l1": mean(l1), "l2": mean(l2), "sparsity": mean(sparsity), "in_distribution": mean(realism),
            "nearest_train_rms": mean(nearest), "time_per_cf_s": seconds}
-    captions = [f"{int(a)} ({q:.2f})" for a, q in zip(p.argmax(1), p.max(1))]
+    captions = [f"{class_names[int(a)]} ({q:.2f})" for a, q in zip(p.argmax(1), p.max(1))]
     return out, valid, captions
 
 def render(metrics: dict[str, Any], has_figure: Any) -> Document:

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
     data = ctx.data
     train, test = data.split("train"), data.split("test")
     pool = ModelPool({name: m.classifier for name, m in models.items()})
-    agreement = _model_agreement(pool, test, data.num_classes, float(s.max_accuracy_gap))
+    agreement = _model_agreement(pool, test, data.class_names, float(s.max_accuracy_gap))
     for name, model in models.items():
         agreement["models"][name].update(model.describe())
 
@@ -338,7 +338,7 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
 
 
 # --- steps of the analysis ------------------------------------------------------------------------------
-def _model_agreement(pool: ModelPool, test: Split, num_classes: int, max_gap: float) -> dict[str, Any]:
+def _model_agreement(pool: ModelPool, test: Split, class_names: Sequence[str], max_gap: float) -> dict[str, Any]:
     preds = pool.predict(test.x)
     y = test.y.numpy()
     accuracy = {n: float((p == y).mean()) for n, p in zip(pool.names, preds)}
@@ -355,8 +355,8 @@ def _model_agreement(pool: ModelPool, test: Split, num_classes: int, max_gap: fl
         "accuracy_gap": gap,
         "accuracy_gap_warning": warning,
         "disagreement_rate": float(disagree.mean()),
-        "disagreement_by_class": {str(c): float(disagree[y == c].mean()) if (y == c).any() else None
-                                  for c in range(num_classes)},
+        "disagreement_by_class": {name: float(disagree[y == c].mean()) if (y == c).any() else None
+                                  for c, name in enumerate(class_names)},
     }
 
 

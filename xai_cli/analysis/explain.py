@@ -129,7 +129,8 @@ def explain_models(ctx: RunContext, models: Mapping[str, Model], explainers: Map
                                    "probability": probs.max(1).round(4).tolist(), "target": target.tolist()}
         maps = _explain_model(ctx, s, model, explainers, background, x, target, results)
         saved.update({f"{model_name}/{name}": m.numpy() for name, m in maps.items() if m is not None})
-        titles = [f"#{i} y={int(t)} ŷ={p} ({q:.2f})" for i, t, p, q in
+        names = data.class_names
+        titles = [f"#{i} y={names[int(t)]} ŷ={names[p]} ({q:.2f})" for i, t, p, q in
                   zip(idx, y, predictions[model_name]["predicted"], predictions[model_name]["probability"])]
         result.add_figure(attribution_grid(x, maps, titles, f"{model_name}: attributions for the "
                                            f"{'true' if use_true else 'predicted'} class"), f"attributions_{model_name}")

@@ -140,10 +140,10 @@ def measure_uncertainty(ctx: RunContext, model: Model, generator: ModelSpec,
     elif len(data.input_shape) == 3:
         for m in s.shown_msp:
             figures[f"samples_{m}"] = result.add_figure(
-                _grid(gan, classifier, float(m), data.num_classes, int(s.n_shown), ctx.seed), f"samples_msp_{m}")
+                _grid(gan, classifier, float(m), data.class_names, int(s.n_shown), ctx.seed), f"samples_msp_{m}")
     explanation = None
     if s.explain_index is not None:
-        explanation = _explain(gan, classifier, test, int(s.explain_index), grid, ctx.seed,
+        explanation = _explain(gan, classifier, test, int(s.explain_index), grid, ctx.seed, data.class_names,
                                use_label=s.condition_class == "true", **s.inversion)
         figure = explanation.pop("figure", None)
         if figure is not None:
@@ -234,7 +234,7 @@ def _realism(classifier: Any, train_x: torch.Tensor, test_x: torch.Tensor, fake:
 
 
 def _explain(gan: Any, classifier: Any, test: Any, index: int, grid: np.ndarray, seed: int,
-             use_label: bool, **inversion: Any) -> dict[str, Any]:
+             class_names: Sequence[str], use_label: bool, **inversion: Any) -> dict[str, Any]:
     """Invert test image `index` at its own condition (class as the GAN was conditioned: predicted, or the
     label with `use_label`; the classifier's MSP), then lower the MSP condition along the grid."""
     x = test.x[index]
@@ -255,22 +255,24 @@ def _explain(gan: Any, classifier: Any, test: Any, index: int, grid: np.ndarray,
                            "condition_class": label, "msp": msp,
                            "reconstruction_rmse": inverted.rmse, "row": row}
     if x.dim() == 3:
-        captions = [f"test #{index}: {label} ({msp:.2f})"] + \
-            [f"c={r['msp_condition']:.2f}: {r['prediction']} ({r['msp']:.2f})" for r in row]
+        captions = [f"test #{index}: {class_names[label]} ({msp:.2f})"] + \
+            [f"c={r['msp_condition']:.2f}: {class_names[r['prediction']]} ({r['msp']:.2f})" for r in row]
         out["figure"] = sample_grid(torch.cat([x[None], images]).clamp(0, 1), captions, 1,
-                                    f"test image {index} (label {out['label']}), inverted into the generator "
+                                    f"test image {index} (label {class_names[out['label']]}), inverted into "
+                                    "the generator "
                                     f"(RMSE {inverted.rmse:.3f}), its MSP condition c lowered")
     return out
 
 
-def _grid(gan: Any, classifier: Any, msp: float, num_classes: int, n_shown: int, seed: int) -> Any:
+def _grid(gan: Any, classifier: Any, msp: float, class_names: Sequence[str], n_shown: int, seed: int) -> Any:
     """Rows: classes; columns: fixed latents — the same latents for every MSP shown (the seed's Fig. 3)."""
+    num_classes = len(class_names)
     z = gan.sample_latent(n_shown, torch.Generator().manual_seed(seed)).repeat(num_classes, 1)
     labels = torch.arange(num_classes).repeat_interleave(n_shown)
     with torch.no_grad():
         images = gan.generate(z, labels, torch.full((len(z),), msp)).cpu().clamp(0, 1)
     probs = np.asarray(classifier.predict_proba(images))
-    captions = [f"{p} ({q:.2f})" for p, q in zip(probs.argmax(1), probs.max(1))]
+    captions = [f"{class_names[p]} ({q:.2f})" for p, q in zip(probs.argmax(1), probs.max(1))]
     return sample_grid(images, captions, num_classes, f"MSP condition {msp}: rows are the conditioned classes")
 
 

@@ -132,6 +132,7 @@ class ArrayDataModule(L.LightningDataModule):
             "name": self.name,
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
             "sizes": {s: len(self.split(s)) for s in SPLITS},
         }
 

@@ -14,11 +14,23 @@ from xai_cli.errors import UserError
 
 
 class ImageFolderDataModule(ImageSetDataModule):
+    """Classes are the folder names, sorted; `class_names` (one per folder, in that order) renames them."""
+
     def __init__(self, root: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
-        if self.root.is_dir():  # class names are the folder names, known before any image is read
-            self.class_names = datasets.folder.find_classes(str(self.root))[0]
+        if self.root.is_dir():  # the folders are known before any image is read: check the settings now
+            folders = datasets.folder.find_classes(str(self.root))[0]
+            if not kwargs.get("class_names"):
+                self.class_names = folders
+            elif len(self.class_names) != len(folders):
+                raise UserError(f"dataset.class_names has {len(self.class_names)} names for {len(folders)} "
+                                f"class folders in {self.root}")
+            if len(folders) < 2:
+                raise UserError(f"{self.root} has {len(folders)} class folder; a classifier needs two or more")
+            if len(folders) != self.num_classes:
+                raise UserError(f"{self.root} has {len(folders)} class folders but dataset.num_classes="
+                                f"{self.num_classes}")
 
     @property
     def name(self) -> str:
@@ -32,10 +44,6 @@ class ImageFolderDataModule(ImageSetDataModule):
             [transforms.Resize((self.image_size, self.image_size), antialias=True), transforms.ToTensor()]
         )
         folder = datasets.ImageFolder(str(self.root), transform=tf, loader=lambda p: _open(p, mode))
-        if len(folder.classes) != self.num_classes:
-            raise UserError(
-                f"{self.root} has {len(folder.classes)} class folders but dataset.num_classes={self.num_classes}"
-            )
         x = torch.stack([folder[i][0] for i in range(len(folder))]).numpy()
         y = np.asarray(folder.targets, dtype=np.int64)
         return self.three_way(x, y)

@@ -7,15 +7,27 @@ from typing import Any
 
 import numpy as np
 
+from xai_cli.data.arrays import as_labels
 from xai_cli.data.base import ImageSetDataModule, Split, hold_out_val, stratified_three_way, to_split
 from xai_cli.data.images import to_nchw
 from xai_cli.errors import UserError
 
 
 class NpzDataModule(ImageSetDataModule):
+    """Classes: `class_names` (the archive's own, by default) or 0..num_classes-1."""
+
     def __init__(self, file: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.file = Path(file).expanduser()
+        numbered = self.class_names == [str(i) for i in range(len(self.class_names))]
+        if numbered and len(self.class_names) < self.num_classes:  # more classes than labels seen: number them
+            self.class_names = [str(i) for i in range(self.num_classes)]
+        if numbered and len(self.class_names) > self.num_classes:
+            raise UserError(f"{self.file.name} has labels up to {len(self.class_names) - 1} but dataset.num_classes="
+                            f"{self.num_classes}")
+        if len(self.class_names) != self.num_classes:
+            raise UserError(f"{len(self.class_names)} class names for dataset.num_classes={self.num_classes} "
+                            f"({self.file.name}); give one name per class")
 
     @property
     def name(self) -> str:
@@ -26,6 +38,9 @@ class NpzDataModule(ImageSetDataModule):
             raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
         with np.load(self.file) as archive:
             arrays = {k: archive[k] for k in archive.files}
+        for suffix in ("", "_train", "_val", "_test"):  # labels checked before any split is drawn from them
+            if f"x{suffix}" in arrays and f"y{suffix}" in arrays:
+                arrays[f"y{suffix}"] = self._labels(arrays[f"y{suffix}"], len(arrays[f"x{suffix}"]), f"y{suffix}")
         if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
             train = (arrays["x_train"], arrays["y_train"])
             if {"x_val", "y_val"} <= arrays.keys():
@@ -40,10 +55,13 @@ class NpzDataModule(ImageSetDataModule):
             raise UserError(
                 f"{self.file} holds arrays {sorted(arrays)}; expected x/y or x_train/y_train/x_test/y_test"
             )
-        out = {}
-        for name, (x, y) in parts.items():
-            labels = np.asarray(y).astype(np.int64).ravel()
-            if labels.min() < 0 or labels.max() >= self.num_classes:
-                raise UserError(f"{self.file}: labels must lie in 0..{self.num_classes - 1} (dataset.num_classes)")
-            out[name] = to_split(to_nchw(x, self.channels, self.image_size), labels)
-        return out
+        if len(np.unique(parts["train"][1])) < 2:
+            raise UserError(f"{self.file.name}: the training labels hold a single class; a classifier needs two or more")
+        return {name: to_split(to_nchw(x, self.channels, self.image_size), y) for name, (x, y) in parts.items()}
+
+    def _labels(self, y: np.ndarray, n: int, key: str) -> np.ndarray:
+        labels = as_labels(y, n, f"{self.file.name}: {key}")
+        if labels.max() >= self.num_classes:
+            raise UserError(f"{self.file.name}: labels must lie in 0..{self.num_classes - 1} "
+                            f"(dataset.num_classes={self.num_classes}), got {labels.max()}")
+        return labels

@@ -125,22 +125,62 @@ class DeepShapExplainer(Explainer):
 
 
 class GradCamExplainer(Explainer):
-    """Grad-CAM on the last convolution, upsampled to the input size (bilinear)."""
+    """Grad-CAM on a convolutional layer, upsampled to the input size (bilinear).
+
+    The layer is `target_layer` (a module name, e.g. `layer4` or `features.7`; a suffix of the full name
+    suffices), or else the last convolution the forward pass runs: in execution order, not registration order,
+    which differ for networks whose auxiliary heads are registered last (torchvision's GoogLeNet, Inception).
+    """
 
     needs_hooks = True
 
+    def __init__(self, target_layer: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.target_layer = target_layer or None
+
     def check(self, model: Classifier) -> None:
         super().check(model)
-        if last_conv(model) is None:  # type: ignore[arg-type]
+        if self.target_layer is not None:
+            named_layer(model, self.target_layer)  # type: ignore[arg-type]
+        elif not _convolutions(model):  # type: ignore[arg-type]
             raise NotApplicable("needs a convolutional layer; this model has none")
 
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x = x.to(device_of(model))
-        layer = last_conv(model)  # type: ignore[arg-type]
+        layer = (named_layer(model, self.target_layer) if self.target_layer is not None  # type: ignore[arg-type]
+                 else last_conv(model, x[:1]))  # type: ignore[arg-type]
         cam = LayerGradCam(model, layer).attribute(x, target=target.to(x.device), relu_attributions=True)
         return to_map(LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear"))
 
 
-def last_conv(model: nn.Module) -> nn.Module | None:
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) or type(m).__name__ == "GaborConv2d"]
-    return convs[-1] if convs else None
+def _convolutions(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) or type(m).__name__ == "GaborConv2d"]
+
+
+def last_conv(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module | None:
+    """The last convolution of `model`: the last one run on `example` if given, else the last registered."""
+    convs = _convolutions(model)
+    if example is None or len(convs) < 2:
+        return convs[-1] if convs else None
+    ran: list[nn.Module] = []
+    handles = [c.register_forward_hook(lambda module, *_: ran.append(module)) for c in convs]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return ran[-1] if ran else convs[-1]
+
+
+def named_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module called `name`, or the one whose full name ends in `.name` (a wrapper adds a prefix)."""
+    modules = dict(model.named_modules())
+    if name in modules:
+        return modules[name]
+    matches = [m for full, m in modules.items() if full.endswith("." + name)]
+    if len(matches) == 1:
+        return matches[0]
+    convs = [full for full, m in modules.items() if m in _convolutions(model)][-3:]
+    reason = "names several layers" if matches else "is no layer of this model"
+    raise NotApplicable(f"target_layer={name} {reason}; its last convolutions: {', '.join(convs) or 'none'}")

@@ -25,7 +25,7 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -219,8 +219,8 @@ def load_model(path: str | Path, *, format: Format = "auto", network: Any = None
         format: "auto" (by suffix and content: .ckpt Lightning, .skops, .onnx, .pkl/.joblib pickle; a .pt
             or .pth holding TorchScript, else a state dict), or one of torchscript, state_dict, lightning,
             skops, onnx, pickle.
-        network: for a state dict, the network to load it into (an nn.Module, its class, or its import
-            path); for a Lightning checkpoint, the LightningModule class (or its import path).
+        network: for a state dict, the network to load it into (an nn.Module, its class, its import
+            path, or a config such as `{"_target_": "torchvision.models.resnet18", "num_classes": 3}`); for a Lightning checkpoint, the LightningModule class (or its import path).
         outputs: what a network returns, "logits" or "probabilities".
         channels, image_size, num_classes, class_names: the declared contract, checked against the
             dataset before an analysis starts (each optional; a probe on real inputs checks the rest).
@@ -405,7 +405,17 @@ def _class(network: Any) -> Any:
 
 
 def _network(network: Any) -> nn.Module:
-    """An nn.Module from an instance, a class (built without arguments) or an import path."""
+    """An nn.Module from an instance, a class (built without arguments), an import path, or a config
+    `{"_target_": "torchvision.models.resnet18", "num_classes": 3}` (what the command line's
+    `classifier.network={_target_:...}` is, before Hydra builds it)."""
+    if isinstance(network, Mapping) and "_target_" in network:
+        from hydra.utils import instantiate
+
+        try:
+            network = instantiate(dict(network))
+        except Exception as exc:
+            cause = exc.__cause__ or exc  # instantiate's wrapper names only the target
+            raise UserError(f"cannot build network {network['_target_']}: {_first_line(cause)}") from None
     built = _class(network)
     if isinstance(built, type):
         try:

@@ -13,7 +13,7 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from xai_cli.report.figures import plt
+from xai_cli.report.figures import plt, show_image
 
 CMAP = "bwr"  # blue (against) - white (0) - red (for)
 
@@ -30,8 +30,8 @@ def attribution_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor | Non
     fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.35 * (len(names) + 1) + 0.8, 1.45 * n + 0.6),
                              squeeze=False, layout="constrained")
     for r in range(n):
-        grey = _greyscale(images[r])
-        axes[r, 0].imshow(grey, cmap="gray", vmin=0, vmax=1)
+        grey = _greyscale(images[r])  # the outline drawn over each map
+        show_image(axes[r, 0], images[r])
         axes[r, 0].set_title(row_titles[r], fontsize=7)
         for c, name in enumerate(names, start=1):
             ax = axes[r, c]

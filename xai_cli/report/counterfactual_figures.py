@@ -9,7 +9,7 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from xai_cli.report.figures import plt
+from xai_cli.report.figures import plt, show_image
 
 
 def _off(ax: plt.Axes) -> None:
@@ -25,7 +25,7 @@ def counterfactual_grid(x: torch.Tensor, captions: Sequence[str], results: Mappi
     fig, axes = plt.subplots(n, 1 + 2 * len(methods), figsize=(1.2 * (1 + 2 * len(methods)) + 0.5, 1.35 * n + 0.6),
                              squeeze=False, layout="constrained")
     for r in range(n):
-        axes[r, 0].imshow(x[r].mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
+        show_image(axes[r, 0], x[r])
         axes[r, 0].set_xlabel(captions[r], fontsize=7)
         for c, m in enumerate(methods):
             cf, valid, cf_captions = results[m]
@@ -38,8 +38,8 @@ def counterfactual_grid(x: torch.Tensor, captions: Sequence[str], results: Mappi
                     ax.imshow(np.full(x[r].shape[-2:], 0.8), cmap="gray", vmin=0, vmax=1)
                 ax_cf.set_xlabel("none found" if cf is not None else "n/a", fontsize=7)
             else:
-                ax_cf.imshow(cf[r].mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
-                diff = (cf[r] - x[r]).mean(0).numpy()
+                show_image(ax_cf, cf[r])
+                diff = (cf[r] - x[r]).sum(0).numpy()  # what changed, summed over colour channels
                 limit = max(float(np.abs(diff).max()), 1e-6)
                 ax_diff.imshow(diff, cmap="bwr", norm=TwoSlopeNorm(0.0, -limit, limit))
                 ax_cf.set_xlabel(cf_captions[r], fontsize=7)

@@ -9,19 +9,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from xai_cli.report.figures import plt  # the headless backend is chosen there
+from xai_cli.report.figures import plt, show_image  # the headless backend is chosen there
 
 _IN_AREA = "#d62728"
-
-
-def _image(ax: plt.Axes, image: torch.Tensor) -> None:
-    array = image.numpy()
-    if array.shape[0] == 1:
-        ax.imshow(array[0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(np.clip(array.transpose(1, 2, 0), 0, 1))
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def segment_strip(images: torch.Tensor, t: Sequence[float], inside: np.ndarray, predictions: np.ndarray,
@@ -31,7 +21,7 @@ def segment_strip(images: torch.Tensor, t: Sequence[float], inside: np.ndarray, 
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(0.95 * n, 1.55 + 0.17 * len(model_names)), squeeze=False)
     for col, ax in enumerate(axes[0]):
-        _image(ax, images[col])
+        show_image(ax, images[col])
         if inside[col]:
             h, w = images[col].shape[-2:]
             ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor=_IN_AREA, linewidth=3))
@@ -46,7 +36,7 @@ def segment_strip(images: torch.Tensor, t: Sequence[float], inside: np.ndarray, 
 def image_row(images: torch.Tensor, captions: Sequence[str], title: str) -> Figure:
     fig, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images) + 0.4, 1.9), squeeze=False)
     for ax, image, caption in zip(axes[0], images, captions):
-        _image(ax, image)
+        show_image(ax, image)
         ax.set_xlabel(caption, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

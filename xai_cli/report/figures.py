@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib
 
@@ -10,6 +10,20 @@ matplotlib.use("Agg")  # no display on servers and CI; set before pyplot is impo
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+
+def show_image(ax: plt.Axes, image: torch.Tensor | np.ndarray) -> None:
+    """An input image as it is: (1, H, W) or (H, W) in grey, (3, H, W) in colour, pixels in [0, 1]; no ticks."""
+    array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    if array.ndim == 3 and array.shape[0] == 3:
+        ax.imshow(np.clip(array.transpose(1, 2, 0), 0, 1))
+    else:
+        ax.imshow(array.reshape(array.shape[-2:]) if array.ndim == 3 else array, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _text_colour(rgba: Sequence[float]) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from xai_cli.report.figures import plt
+from xai_cli.report.figures import plt, show_image
 
 
 def msp_scatter(msp_in: np.ndarray, msp_out: np.ndarray, agree: np.ndarray, title: str) -> Figure:
@@ -47,11 +47,7 @@ def sample_grid(images: torch.Tensor, captions: Sequence[str], rows: int, title:
     fig, axes = plt.subplots(rows, cols, figsize=(1.05 * cols + 0.3, 1.2 * rows + 0.5), squeeze=False,
                              layout="constrained")
     for i, ax in enumerate(axes.flat):
-        img = images[i].detach().cpu()
-        ax.imshow(img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img.mean(0).numpy(), cmap="gray",
-                  vmin=0, vmax=1)
+        show_image(ax, images[i])
         ax.set_title(captions[i], fontsize=6, pad=2)
-        ax.set_xticks([])
-        ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     return fig

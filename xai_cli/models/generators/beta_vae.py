@@ -13,31 +13,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai_cli.errors import UserError
 from xai_cli.models.base import StorableModule
+from xai_cli.models.generators import check_generated_size
 
 
 class BetaVAE(StorableModule):
+    """Stride-2 convolutions down to a quarter of the side (an eighth above 32 px: one stage per entry of
+    `channels`, the last repeated), a dense bottleneck, and the mirror image back up."""
+
     def __init__(self, input_shape: Sequence[int], latent_dim: int = 10, beta: float = 2.0,
                  channels: Sequence[int] = (32, 64), hidden: int = 256) -> None:
         super().__init__()
         c, h, w = (int(s) for s in input_shape)
-        if h % 4 or w % 4:
-            raise ValueError(f"beta_vae needs image sides divisible by 4, got {h}x{w}")
-        c1, c2 = (int(k) for k in channels)
+        check_generated_size("beta_vae", (c, h, w))
+        widths = [int(k) for k in channels]
+        if max(h, w) > 32 and len(widths) == 2:  # keep the flattened features at most 8x8 per channel
+            widths.append(widths[-1])
+        factor = 2 ** len(widths)
+        if h % factor or w % factor:
+            raise UserError(f"beta_vae halves {h}x{w} images {len(widths)} times, so their sides must be multiples "
+                            f"of {factor}: set dataset.image_size to one")
         self.input_shape, self.latent_dim, self.beta = (c, h, w), int(latent_dim), float(beta)
-        self._feature_shape = (c2, h // 4, w // 4)
-        flat = c2 * (h // 4) * (w // 4)
-        self.encoder = nn.Sequential(
-            nn.Conv2d(c, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(),
-            nn.Linear(hidden, 2 * self.latent_dim),
-        )
+        self._feature_shape = (widths[-1], h // factor, w // factor)
+        flat = widths[-1] * (h // factor) * (w // factor)
+        down: list[nn.Module] = []
+        for c_in, c_out in zip([c, *widths[:-1]], widths):
+            down += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 2 * self.latent_dim))
         self.decoder_fc = nn.Sequential(nn.Linear(self.latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, flat), nn.ReLU())
-        self.decoder_conv = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(c1, c, 4, stride=2, padding=1),
-        )
+        up: list[nn.Module] = []
+        for c_in, c_out in zip(widths[::-1], [*widths[-2::-1], c]):
+            up += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.decoder_conv = nn.Sequential(*up[:-1])  # logits out: no activation after the last layer
 
     # --- the model ----------------------------------------------------------------------------------
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from xai_cli.models.generators import check_generated_size
+
 
 def _stack(n_in: int, hidden: int, layers: int) -> nn.Sequential:
     """`layers` Linear + LeakyReLU blocks (one activation module per use)."""
@@ -29,6 +31,7 @@ class MLPGenerator(nn.Module):
         super().__init__()
         if output not in ("linear", "sigmoid"):
             raise ValueError(f"mlp_gan output={output}: use linear or sigmoid")
+        check_generated_size("mlp_gan", output_shape)
         self.embed = nn.Linear(num_classes + 1, embed_dim)
         self.body = _stack(latent_dim + embed_dim, hidden, 4)
         self.out = nn.Linear(hidden, math.prod(output_shape))

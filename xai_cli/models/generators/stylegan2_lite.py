@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai_cli.errors import UserError
+from xai_cli.models.generators import check_generated_size
 
 
 def _unit_gain(module: nn.Module) -> None:
@@ -133,6 +134,7 @@ class StyleGAN2Generator(nn.Module):
             self.layers.append(nn.ModuleList([first, StyledLayer(ch, ch, w_dim, resolution)]))
             self.to_image.append(ModulatedConv2d(ch, self.out_channels, 1, w_dim, demodulate=False))
         self.native = 4 * 2 ** (len(channels) - 1)
+        check_generated_size("stylegan2_lite", output_shape)
         if max(output_shape[-2:]) > self.native:  # larger images would be zero-padded: silent nonsense
             raise UserError(f"stylegan2_lite with {len(channels)} resolution blocks generates up to {self.native} px; "
                             f"the data is {max(output_shape[-2:])} px: use generator=mlp_gan_images, or give the "

@@ -91,3 +91,34 @@ def test_counterfactual_and_train_take_a_file_model(tmp_path: Path, files: dict[
     assert result.returncode == 0, result.stderr
     t = load_json(only_run_dir(tmp_path, "train") / "metrics.json")["models"]["file"]
     assert t["source"] == "file" and t["train_time_s"] is None and t["accuracy"]["test"] > 0.5
+
+
+def test_a_colour_image_folder_is_explained_with_its_class_names(tmp_path: Path) -> None:
+    """Your own data from the command line: the folder names are the classes, nothing else to declare."""
+    from tests.conftest import DIGIT_NAMES, write_image_folder
+
+    write_image_folder(tmp_path / "pets", classes=3, per_class=30, size=32)
+    result = run_xai("explain", "dataset=image_folder", "dataset.root=pets", "dataset.channels=3",
+                     "dataset.image_size=32", "classifiers=[small_cnn]", "explainers=[grad_cam,occlusion]",
+                     "explain.n_images=2", "explain.stability.n_images=1", "explain.stability.n_samples=2", *FAST,
+                     root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    m = load_json(only_run_dir(tmp_path, "explain") / "metrics.json")
+    assert m["dataset"]["class_names"] == sorted(DIGIT_NAMES[:3]) and m["dataset"]["input_shape"] == [3, 32, 32]
+    assert all("deletion_auc" in m["explainers"][e]["small_cnn"] for e in ("grad_cam", "occlusion"))
+
+
+@pytest.mark.parametrize("command, message", [
+    ("counterfactual", "error: beta_vae generates images up to 64 px, these are 96x96: set dataset.image_size=64"),
+    ("uncertainty", "error: stylegan2_lite generates images up to 64 px, these are 96x96: set dataset.image_size=64"),
+    ("explain", "error: dataset.class_names has 2 names for 3 class folders"),
+])
+def test_what_the_data_or_a_generator_cannot_meet_is_refused_before_a_run_directory(tmp_path: Path, command: str,
+                                                                       message: str) -> None:
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "pets", classes=3, per_class=4, size=40)
+    extra = ["dataset.class_names=[a,b]"] if command == "explain" else ["dataset.image_size=96"]
+    result = run_xai(command, "dataset=image_folder", "dataset.root=pets", "dataset.channels=3", *extra, root=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert not run_dirs(tmp_path, command)

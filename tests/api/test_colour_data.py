@@ -41,3 +41,20 @@ def test_counterfactuals_of_colour_images_at_their_own_size(colour_npz: Path, tm
     assert saved["latent_rl"].shape == (4, 3, size, size)  # decoded by a β-VAE of the data's own size
     assert np.isfinite(saved["latent_rl"]).all() and 0 <= saved["latent_rl"].min() <= saved["latent_rl"].max() <= 1
     assert result.metrics["methods"]["latent_rl"]["n"] == 4 - result.metrics["predicted"].count(2)
+
+
+def test_uncertainty_trains_its_gan_on_colour_images(colour_npz: Path, tmp_path: Path, monkeypatch) -> None:
+    """stylegan2_lite at 32 px in colour; the sample grids show colour images captioned with class names."""
+    import xai_cli.analysis.uncertainty as uncertainty_module
+
+    captured: list[tuple[tuple[int, ...], list[str]]] = []
+    grid = uncertainty_module.sample_grid
+    monkeypatch.setattr(uncertainty_module, "sample_grid", lambda images, captions, *a, **k: captured.append(
+        (tuple(images.shape), list(captions))) or grid(images, captions, *a, **k))
+    data = xai.datasets.load("npz", file=str(colour_npz), channels=3, image_size=32)
+    result = xai.uncertainty("cnn", data, generator_settings={"fit.steps": 10, "fit.checkpoint_every": 5},
+                             n_per_point=4, grid_points=3, n_shown=2, n_realism=50, trainer=TRAINER,
+                             model_dir=tmp_path)
+    assert result.metrics["generator"]["name"].startswith("stylegan2_lite")
+    assert captured and all(shape[1:] == (3, 32, 32) for shape, _ in captured)
+    assert {c.split(" (")[0] for _, captions in captured for c in captions} <= set(DIGIT_NAMES[:3])

@@ -211,15 +211,17 @@ def test_npz_takes_its_classes_from_its_labels_or_its_names(tmp_path: Path) -> N
         xai.datasets.load("npz", file=str(tmp_path / "none.npz"))
 
 
-def test_npz_refuses_labels_that_are_not_class_indices(tmp_path: Path) -> None:
+def test_npz_refuses_labels_that_are_not_class_indices_and_pixels_that_are_not_numbers(tmp_path: Path) -> None:
     import xai_cli as xai
 
     x = np.zeros((40, 8, 8), np.uint8)
     for name, y, message in (("float", np.arange(40) % 4 + 0.5, "labels must be class indices"),
                              ("onehot", np.eye(4)[np.arange(40) % 4], "160 labels for 40 inputs"),
                              ("negative", np.arange(40) % 4 - 1, "labels must be class indices 0..K-1, got -1"),
-                             ("single", np.zeros(40), "the training labels hold a single class")):
-        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+                             ("single", np.zeros(40), "the training labels hold a single class"),
+                             ("nan", None, "x holds 1 NaN or infinite pixel values")):
+        pixels = x if y is not None else np.where(np.arange(40 * 64).reshape(40, 8, 8) == 7, np.nan, 0.5)
+        np.savez(tmp_path / f"{name}.npz", x=pixels, y=np.arange(40) % 4 if y is None else y)
         with pytest.raises(UserError, match=message):
             xai.datasets.load("npz", file=str(tmp_path / f"{name}.npz"), num_classes=4)
 
@@ -228,3 +230,39 @@ def test_moons_are_2d_with_the_configured_noise() -> None:
     dm = MoonsDataModule(input_shape=(2,), num_classes=2, n_samples=1000)
     assert dm.split("train").x.shape[1:] == (2,)
     assert sum(len(dm.split(s)) for s in ("train", "val", "test")) == 1000
+
+
+def test_a_users_files_are_known_to_the_store_by_their_content(tmp_path: Path, monkeypatch) -> None:
+    """A rewritten npz must never be served a model trained on the old one; the same file elsewhere may."""
+    import shutil
+
+    import xai_cli as xai
+    import xai_cli.utils.hashing as hashing
+
+    cache = tmp_path / "cache"
+    first = write_npz(tmp_path / "a" / "set.npz", classes=3, per_class=10)
+    (tmp_path / "b").mkdir()
+    moved = Path(shutil.copy2(first, tmp_path / "b" / "set.npz"))
+
+    def identity(path: Path) -> dict:
+        return xai.datasets.load("npz", file=str(path), cache_dir=str(cache)).store_identity()
+
+    a = identity(first)
+    assert "file" not in a and "cache_dir" not in a and len(a["content_sha256"]) == 64
+    assert identity(moved) == a  # where the file lies is not what the models were trained on
+    with np.load(first) as archive:
+        arrays = dict(archive)
+    arrays["y"] = arrays["y"][::-1].copy()  # the same images, other labels
+    np.savez(first, **arrays)
+    assert identity(first)["content_sha256"] != a["content_sha256"]
+    # a warm run reads the hashes from the cache instead of the files
+    monkeypatch.setattr(hashing, "file_sha256", lambda path: pytest.fail(f"{path} hashed again"))
+    assert identity(moved) == a
+
+    monkeypatch.undo()
+    folder = write_image_folder(tmp_path / "folder", classes=3, per_class=10, size=16)
+    (folder / "README.txt").write_text("not an image")
+    before = xai.datasets.load("image_folder", root=str(folder)).store_identity()  # no cache_dir: this process only
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "one" / "0100.png")
+    after = xai.datasets.load("image_folder", root=str(folder)).store_identity()
+    assert after["content_sha256"] != before["content_sha256"] and "root" not in after

@@ -8,15 +8,19 @@ joblib launcher), and no per-sample collate cost, which would otherwise dominate
 from __future__ import annotations
 
 from abc import abstractmethod
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import lightning.pytorch as L
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import train_test_split
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from xai_cli.errors import UserError
+from xai_cli.utils.hashing import HashCache, content_sha256
 
 SplitName = Literal["train", "val", "test"]
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
@@ -68,6 +72,8 @@ class ArrayDataModule(L.LightningDataModule):
         self.split_seed = int(split_seed)
         self.num_workers = int(num_workers)
         self.class_names = [str(c) for c in class_names] if class_names else [str(i) for i in range(self.num_classes)]
+        if len(set(self.class_names)) < len(self.class_names):  # reports key tables and figures by name
+            raise UserError(f"dataset.class_names must differ from each other, got {self.class_names}")
         self._splits: dict[str, Split] | None = None
         self._loader_seed = 0
         # the dataset config this module was built from (set by whoever instantiated it from one)
@@ -138,13 +144,41 @@ class ArrayDataModule(L.LightningDataModule):
 
 
 class ImageSetDataModule(ArrayDataModule):
-    """One labelled set of images, brought to `image_size` x `image_size` with `channels`, split three ways."""
+    """One labelled set of images, brought to `image_size` x `image_size` with `channels`, split three ways.
+
+    A set read from a user's files is known to the model store by their content, not their location
+    (`location_keys` name the settings that say where they are): a rewritten file gets new models, and
+    the same files moved elsewhere keep theirs. Hashes are cached in `cache_dir` by path, size and mtime.
+    """
+
+    location_keys: tuple[str, ...] = ()
 
     def __init__(self, image_size: int = 28, channels: int = 1, test_size: float = 0.2, val_size: float = 0.1,
-                 **kwargs: Any) -> None:
+                 cache_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.image_size, self.channels = int(image_size), int(channels)
         self.test_size, self.val_size = float(test_size), float(val_size)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        self._identity: dict[str, Any] | None = None
+
+    def content_files(self) -> tuple[Path, list[Path]] | None:
+        """(root, the files the images are read from), for sets read from a user's files."""
+        return None
+
+    def store_identity(self) -> DictConfig | dict[str, Any]:
+        located = self.content_files()
+        if located is None:
+            return super().store_identity()
+        if self._identity is None:
+            identity = super().store_identity()
+            plain = dict(OmegaConf.to_container(identity, resolve=True) if isinstance(identity, DictConfig)
+                         else identity)
+            for key in (*self.location_keys, "cache_dir"):
+                plain.pop(key, None)
+            cache = HashCache(self.cache_dir / "content_hashes.json" if self.cache_dir else None)
+            plain["content_sha256"] = content_sha256(located[1], located[0], cache)
+            self._identity = plain
+        return self._identity
 
     def three_way(self, x: np.ndarray, y: np.ndarray) -> dict[str, Split]:
         parts = stratified_three_way(x, y, self.test_size, self.val_size, self.split_seed)
@@ -154,12 +188,16 @@ class ImageSetDataModule(ArrayDataModule):
 def stratified_three_way(
     x: np.ndarray, y: np.ndarray, test_size: float, val_size: float, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Split one labelled set into train/val/test; sizes are shares of the whole set."""
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
-    val_share = val_size / (1.0 - test_size)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val_share, random_state=seed, stratify=y_rest
-    )
+    """Split one labelled set into train/val/test, stratified; sizes are shares of the whole set."""
+    try:
+        x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+        val_share = val_size / (1.0 - test_size)
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=val_share, random_state=seed, stratify=y_rest
+        )
+    except ValueError as exc:  # e.g. a class with fewer images than the splits need
+        raise UserError(f"cannot split {len(y)} images into train/val/test with every class in each "
+                        f"(dataset.test_size={test_size}, dataset.val_size={val_size}): {exc}") from None
     return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
 
 

@@ -16,6 +16,8 @@ from xai_cli.errors import UserError
 class ImageFolderDataModule(ImageSetDataModule):
     """Classes are the folder names, sorted; `class_names` (one per folder, in that order) renames them."""
 
+    location_keys = ("root",)
+
     def __init__(self, root: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
@@ -35,6 +37,14 @@ class ImageFolderDataModule(ImageSetDataModule):
     @property
     def name(self) -> str:
         return self.root.name
+
+    def content_files(self) -> tuple[Path, list[Path]]:
+        """The image files ImageFolder reads, and nothing else (a README beside them changes no model)."""
+        if not self.root.is_dir():
+            raise UserError(f"image folder not found: {self.root} (set dataset.root=/path/with/one/folder/per/class)")
+        classes = datasets.folder.find_classes(str(self.root))[1]
+        found = datasets.folder.make_dataset(str(self.root), classes, extensions=datasets.folder.IMG_EXTENSIONS)
+        return self.root, [Path(path) for path, _ in found]
 
     def load_splits(self) -> dict[str, Split]:
         if not self.root.is_dir():

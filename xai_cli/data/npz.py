@@ -16,6 +16,8 @@ from xai_cli.errors import UserError
 class NpzDataModule(ImageSetDataModule):
     """Classes: `class_names` (the archive's own, by default) or 0..num_classes-1."""
 
+    location_keys = ("file",)
+
     def __init__(self, file: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.file = Path(file).expanduser()
@@ -33,12 +35,23 @@ class NpzDataModule(ImageSetDataModule):
     def name(self) -> str:
         return self.file.stem
 
+    def content_files(self) -> tuple[Path, list[Path]]:
+        if not self.file.is_file():
+            raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
+        return self.file.parent, [self.file]
+
     def load_splits(self) -> dict[str, Split]:
         if not self.file.is_file():
             raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
         with np.load(self.file) as archive:
             arrays = {k: archive[k] for k in archive.files}
         for suffix in ("", "_train", "_val", "_test"):  # labels checked before any split is drawn from them
+            x = arrays.get(f"x{suffix}")
+            if x is not None and not np.issubdtype(x.dtype, np.number):
+                raise UserError(f"{self.file.name}: x{suffix} holds {x.dtype} values, not pixel numbers")
+            if x is not None and np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+                raise UserError(f"{self.file.name}: x{suffix} holds {int((~np.isfinite(x)).sum())} NaN or infinite "
+                                "pixel values")
             if f"x{suffix}" in arrays and f"y{suffix}" in arrays:
                 arrays[f"y{suffix}"] = self._labels(arrays[f"y{suffix}"], len(arrays[f"x{suffix}"]), f"y{suffix}")
         if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():

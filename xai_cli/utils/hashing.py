@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any, Iterable
 
 
 def file_sha256(path: Path) -> str:
@@ -12,4 +14,56 @@ def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashCache:
+    """sha256 of files, remembered by absolute path, size and modification time.
+
+    A dataset's store identity is its content, so a rewritten file is never served a model trained on the
+    old one; hashing a large npz or a folder of images on every run would cost seconds, so the hashes are
+    kept in a JSON file (the dataset's `cache_dir`) and recomputed only for files whose size or mtime
+    changed. `path=None` keeps them for this process only.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, list[Any]] = {}
+        self._changed = False
+        if path is not None and path.is_file():
+            try:
+                loaded = json.loads(path.read_text())
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):  # unreadable or half-written by a crash: start afresh
+                self._entries = {}
+
+    def sha256(self, file: Path) -> str:
+        stat = file.stat()
+        key = str(file.resolve())
+        known = self._entries.get(key)
+        if isinstance(known, list) and known[:2] == [stat.st_size, stat.st_mtime_ns] and len(known) == 3:
+            return str(known[2])
+        digest = file_sha256(file)
+        self._entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
+        self._changed = True
+        return digest
+
+    def save(self) -> None:
+        if self.path is None or not self._changed:
+            return
+        from xai_cli.report.writer import atomic_write
+
+        try:
+            atomic_write(self.path, json.dumps(self._entries))
+        except OSError:  # a read-only cache costs time on the next run, never correctness
+            pass
+        self._changed = False
+
+
+def content_sha256(files: Iterable[Path], root: Path, cache: HashCache) -> str:
+    """One sha256 over files' names (relative to `root`) and contents: a folder's identity."""
+    digest = hashlib.sha256()
+    for file in sorted(files):
+        digest.update(f"{file.relative_to(root).as_posix()}\0{cache.sha256(file)}\0".encode())
+    cache.save()
     return digest.hexdigest()

@@ -100,3 +100,18 @@ def test_the_uncertainty_presets_compose_into_their_settings(experiment: str) ->
     # the latent size reaches the container, the generator and its mapping alike
     assert cfg.generator.model.latent_dim == cfg.generator.model.generator.latent_dim == cfg.generator.latent_dim
     assert cfg.generator.fit.steps >= 8000
+
+
+def test_a_users_data_is_checked_before_a_run_directory(tmp_path: Path) -> None:
+    """Labels and pixels that would train nonsense are one line before Hydra makes a run directory."""
+    import numpy as np
+
+    for name, x, y, message in (
+            ("nan", np.where(np.arange(40 * 64).reshape(40, 8, 8) == 3, np.nan, 0.5), np.arange(40) % 4,
+             "nan.npz: x holds 1 NaN or infinite pixel values"),
+            ("float", np.zeros((40, 8, 8)), np.arange(40) % 4 + 0.5, "float.npz: y: labels must be class indices"),
+            ("onehot", np.zeros((40, 8, 8)), np.eye(4)[np.arange(40) % 4], "onehot.npz: y: 160 labels for 40 inputs")):
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+        assert error_of("dataset=npz", f"dataset.file={tmp_path / name}.npz").startswith(message)
+    np.savez(tmp_path / "fine.npz", x=np.zeros((40, 8, 8)), y=np.arange(40) % 4)
+    preflight("train", ["dataset=npz", f"dataset.file={tmp_path / 'fine.npz'}"], CONFIG_DIR)

@@ -164,7 +164,9 @@ def _check_dataset(cfg: DictConfig) -> None:
     """The dataset's settings resolved and its constructor run, which is cheap (images are read at setup): a
     missing folder or file, or a class count its folders or labels contradict, is one line now."""
     if isinstance(cfg.get("dataset"), DictConfig):
-        _construct(cfg.dataset)
+        data = _construct(cfg.dataset)
+        if data is not None:
+            _raise_user_errors(data.check)
 
 
 def _check_generator(command: str, cfg: DictConfig) -> None:
@@ -177,17 +179,23 @@ def _check_generator(command: str, cfg: DictConfig) -> None:
     _construct(cfg.generator.model)
 
 
-def _construct(node: DictConfig) -> None:
-    """Instantiate a config node, raising the UserError its resolvers or constructors raise, if any; any
-    other failure the run reports, with its traceback in error.txt."""
+def _construct(node: DictConfig) -> Any:
+    """Instantiate a config node (None if that fails other than with a UserError)."""
     from hydra.utils import instantiate
 
+    return _raise_user_errors(lambda: instantiate(node))
+
+
+def _raise_user_errors(step: Any) -> Any:
+    """Run `step`, raising the UserError it raises, or raised through a resolver or constructor; any other
+    failure the run reports, with its traceback in error.txt, so here it is let pass (None)."""
     try:
-        instantiate(node)
+        return step()
     except Exception as exc:
         wrapped = user_error_in(exc)
         if wrapped is not None:
             raise wrapped from None
+        return None
 
 
 def _check_fixed_models(command: str, cfg: DictConfig) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,39 @@ def test_a_users_files_are_known_to_the_store_by_their_content(tmp_path: Path, m
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "one" / "0100.png")
     after = xai.datasets.load("image_folder", root=str(folder)).store_identity()
     assert after["content_sha256"] != before["content_sha256"] and "root" not in after
+
+
+def test_sixteen_bit_pngs_keep_their_grey_levels(tmp_path: Path) -> None:
+    import xai_cli as xai
+
+    ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))  # 16 grey levels, left to right
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray(ramp).save(tmp_path / cls / f"{i}.png")
+    data = xai.datasets.load("image_folder", root=str(tmp_path), image_size=16, test_size=0.2, val_size=0.2)
+    row = data.split("train").x[0, 0, 8].numpy()
+    assert np.allclose(row, np.linspace(0, 1, 16), atol=1e-4)  # not clipped to 0 and 1
+    assert len(np.unique(row.round(3))) == 16
+
+
+def test_bad_dataset_settings_and_folders_are_one_line(tmp_path: Path) -> None:
+    import xai_cli as xai
+
+    root = write_image_folder(tmp_path / "digits", classes=2, per_class=10, size=16)
+    for settings, message in (({"image_size": 0}, "dataset.image_size must be a positive number of pixels, got 0"),
+                              ({"channels": 2}, "dataset.channels must be 1 (grey) or 3 (colour), got 2"),
+                              ({"batch_size": 0}, "dataset.batch_size must be at least 1, got 0"),
+                              ({"test_size": 1.5}, "each in (0, 1), together below 1, got 1.5 and 0.1")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            xai.datasets.load("image_folder", root=str(root), **settings)
+    (root / "empty").mkdir()
+    with pytest.raises(UserError, match=r"digits: Found no valid file for the classes empty"):
+        xai.datasets.load("image_folder", root=str(root))
+    for name, content in (("text.npz", "x,y\n1,2\n"), ("empty.npz", "")):
+        (tmp_path / name).write_text(content)
+        with pytest.raises(UserError, match=rf"^{name} is not an .npz archive \(write one with numpy.savez"):
+            xai.datasets.load("npz", file=str(tmp_path / name))
+    np.savez(tmp_path / "objects.npz", x=np.zeros((4, 2, 2)), y=np.array([0, "a", None, 1], dtype=object))
+    with pytest.raises(UserError, match=r"objects.npz holds object arrays, which only pickle can read"):
+        xai.datasets.load("npz", file=str(tmp_path / "objects.npz"))

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import yaml
 
@@ -69,3 +70,12 @@ def test_sweep_summary_has_swept_columns_status_and_metrics(tmp_path: Path) -> N
     write_sweep_summary(tmp_path)
     assert (tmp_path / "summary.csv").read_text().splitlines()[0] == "job,seed,status,models.cnn.accuracy.test"
     assert "failed: ValueError: bad" in (tmp_path / "summary.html").read_text()
+
+
+def test_text_from_the_data_is_drawn_as_written() -> None:
+    """A class folder named like `$\\foo$` is a name, not mathtext (which failed the whole figure)."""
+    from xai_cli.report.figures import heatmap
+
+    fig = heatmap(np.eye(2, dtype=int), [r"$\foo$", "a$b"], ["x", "y"], r"classes $\foo$", value_format="{:d}")
+    fig.canvas.draw()  # would raise ValueError from mathtext's parser
+    assert fig.axes[0].get_yticklabels()[0].get_text() == r"$\foo$"

@@ -69,6 +69,8 @@ class ArrayDataModule(L.LightningDataModule):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = int(num_classes)
         self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise UserError(f"dataset.batch_size must be at least 1, got {self.batch_size}")
         self.split_seed = int(split_seed)
         self.num_workers = int(num_workers)
         self.class_names = [str(c) for c in class_names] if class_names else [str(i) for i in range(self.num_classes)]
@@ -87,6 +89,10 @@ class ArrayDataModule(L.LightningDataModule):
     @abstractmethod
     def load_splits(self) -> dict[str, Split]:
         """Return train/val/test splits as float tensors in the configured shape."""
+
+    def check(self) -> None:
+        """Raise UserError if the data cannot make a valid set (bad labels, pixels that are not numbers), for
+        sets read from a user's files; cheaper than `setup`, and run before a run directory exists."""
 
     # --- shared machinery ---------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -158,6 +164,13 @@ class ImageSetDataModule(ArrayDataModule):
         super().__init__(**kwargs)
         self.image_size, self.channels = int(image_size), int(channels)
         self.test_size, self.val_size = float(test_size), float(val_size)
+        if self.image_size < 1:
+            raise UserError(f"dataset.image_size must be a positive number of pixels, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise UserError(f"dataset.channels must be 1 (grey) or 3 (colour), got {self.channels}")
+        if not (0 < self.test_size < 1 and 0 < self.val_size < 1 and self.test_size + self.val_size < 1):
+            raise UserError(f"dataset.test_size and dataset.val_size are shares of the images: each in (0, 1), "
+                            f"together below 1, got {self.test_size} and {self.val_size}")
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self._identity: dict[str, Any] | None = None
 

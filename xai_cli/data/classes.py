@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from xai_cli.data.archive import read_npz
 from xai_cli.errors import UserError
 
 
@@ -40,13 +41,10 @@ def npz_classes(file: str) -> list[str]:
 @functools.lru_cache(maxsize=32)
 def _npz_classes(path: str, size: int, mtime_ns: int) -> tuple[str, ...]:
     """Cached by path, size and modification time: configs resolve `num_classes` many times per run."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "class_names" in archive.files:
-                return tuple(str(c) for c in archive["class_names"].ravel())
-            labels = [archive[k] for k in ("y", "y_train", "y_val", "y_test") if k in archive.files]
-    except (OSError, ValueError) as exc:  # not an npz, or an object array (which would need pickle)
-        raise UserError(f"cannot read {path} as an npz of arrays: {exc}") from None
+    arrays = read_npz(Path(path), ("class_names", "y", "y_train", "y_val", "y_test"))
+    if "class_names" in arrays:
+        return tuple(str(c) for c in arrays["class_names"].ravel())
+    labels = list(arrays.values())
     if not labels:
         raise UserError(f"{path} holds no labels (y, or y_train/y_test) to count classes from")
     top = max(int(np.max(y)) for y in labels if np.size(y))

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import datasets, transforms
+from torchvision import datasets
+from torchvision.transforms import functional as TF
 
 from xai_cli.data.base import ImageSetDataModule, Split
-from xai_cli.errors import UserError
+from xai_cli.errors import UserError, first_line
 
 
 class ImageFolderDataModule(ImageSetDataModule):
@@ -38,29 +39,42 @@ class ImageFolderDataModule(ImageSetDataModule):
     def name(self) -> str:
         return self.root.name
 
+    def check(self) -> None:
+        self._images()
+
     def content_files(self) -> tuple[Path, list[Path]]:
-        """The image files ImageFolder reads, and nothing else (a README beside them changes no model)."""
+        """The image files read, and nothing else (a README beside them changes no model)."""
+        return self.root, [Path(path) for path, _ in self._images()]
+
+    def load_splits(self) -> dict[str, Split]:
+        found = self._images()
+        x = torch.stack([_open(path, self.channels, self.image_size) for path, _ in found]).numpy()
+        y = np.asarray([label for _, label in found], dtype=np.int64)
+        return self.three_way(x, y)
+
+    def _images(self) -> list[tuple[str, int]]:
+        """(path, class index) of every image, as torchvision's ImageFolder finds them."""
         if not self.root.is_dir():
             raise UserError(f"image folder not found: {self.root} (set dataset.root=/path/with/one/folder/per/class)")
         classes = datasets.folder.find_classes(str(self.root))[1]
-        found = datasets.folder.make_dataset(str(self.root), classes, extensions=datasets.folder.IMG_EXTENSIONS)
-        return self.root, [Path(path) for path, _ in found]
-
-    def load_splits(self) -> dict[str, Split]:
-        if not self.root.is_dir():
-            raise UserError(f"image folder not found: {self.root} (set dataset.root=/path/with/one/folder/per/class)")
-        mode = "L" if self.channels == 1 else "RGB"
-        tf = transforms.Compose(
-            [transforms.Resize((self.image_size, self.image_size), antialias=True), transforms.ToTensor()]
-        )
-        folder = datasets.ImageFolder(str(self.root), transform=tf, loader=lambda p: _open(p, mode))
-        x = torch.stack([folder[i][0] for i in range(len(folder))]).numpy()
-        y = np.asarray(folder.targets, dtype=np.int64)
-        return self.three_way(x, y)
+        try:
+            return datasets.folder.make_dataset(str(self.root), classes, extensions=datasets.folder.IMG_EXTENSIONS)
+        except FileNotFoundError as exc:  # a class folder without a single image
+            raise UserError(f"{self.root}: {first_line(exc)}") from None
 
 
-def _open(path: str, mode: str) -> Any:
+_WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # Pillow's modes for 16-bit (and 32-bit) grey images
+
+
+def _open(path: str, channels: int, size: int) -> torch.Tensor:
+    """One image as (channels, size, size) floats in [0, 1]. 16-bit grey PNGs are scaled by 65535: Pillow's
+    convert("L") would clip them to 0/255 instead."""
     from PIL import Image
 
     with Image.open(path) as im:
-        return im.convert(mode)
+        if im.mode not in _WIDE_GREY:
+            return TF.to_tensor(TF.resize(im.convert("L" if channels == 1 else "RGB"), [size, size], antialias=True))
+        wide = np.asarray(im).astype(np.float32)
+    scale = 65535.0 if im.mode != "I" or wide.max() > 255 else 255.0  # mode I: 16-bit PNGs, or 8-bit values
+    grey = torch.from_numpy(wide / scale).clamp_(0.0, 1.0)[None]
+    return TF.resize(grey.expand(channels, -1, -1), [size, size], antialias=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from xai_cli.data.archive import read_npz
 from xai_cli.data.arrays import as_labels
 from xai_cli.data.base import ImageSetDataModule, Split, hold_out_val, stratified_three_way, to_split
 from xai_cli.data.images import to_nchw
@@ -40,11 +41,17 @@ class NpzDataModule(ImageSetDataModule):
             raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
         return self.file.parent, [self.file]
 
+    def check(self) -> None:
+        self._parts()
+
     def load_splits(self) -> dict[str, Split]:
+        return {name: to_split(to_nchw(x, self.channels, self.image_size), y) for name, (x, y) in self._parts().items()}
+
+    def _parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The archive's arrays, checked (pixels, labels) and split three ways, at their stored size."""
         if not self.file.is_file():
             raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
-        with np.load(self.file) as archive:
-            arrays = {k: archive[k] for k in archive.files}
+        arrays = read_npz(self.file)
         for suffix in ("", "_train", "_val", "_test"):  # labels checked before any split is drawn from them
             x = arrays.get(f"x{suffix}")
             if x is not None and not np.issubdtype(x.dtype, np.number):
@@ -60,7 +67,11 @@ class NpzDataModule(ImageSetDataModule):
                 val = (arrays["x_val"], arrays["y_val"])
             else:
                 val_share = self.val_size / (1.0 - self.test_size)
-                train, val = hold_out_val(*train, val_share, self.split_seed)
+                try:
+                    train, val = hold_out_val(*train, val_share, self.split_seed)
+                except ValueError as exc:  # a class with too few images to be in both
+                    raise UserError(f"{self.file.name}: cannot hold a validation split out of x_train with every "
+                                    f"class in each ({exc}); add x_val/y_val") from None
             parts = {"train": train, "val": val, "test": (arrays["x_test"], arrays["y_test"])}
         elif {"x", "y"} <= arrays.keys():
             parts = stratified_three_way(arrays["x"], arrays["y"], self.test_size, self.val_size, self.split_seed)
@@ -70,7 +81,7 @@ class NpzDataModule(ImageSetDataModule):
             )
         if len(np.unique(parts["train"][1])) < 2:
             raise UserError(f"{self.file.name}: the training labels hold a single class; a classifier needs two or more")
-        return {name: to_split(to_nchw(x, self.channels, self.image_size), y) for name, (x, y) in parts.items()}
+        return parts
 
     def _labels(self, y: np.ndarray, n: int, key: str) -> np.ndarray:
         labels = as_labels(y, n, f"{self.file.name}: {key}")

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI; set before pyplot is imported anywhere
+# text from the data (class names, folder names) is shown as written: `$\foo$` would otherwise be parsed as
+# mathtext, and a malformed one would fail the whole figure
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402

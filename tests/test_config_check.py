@@ -115,3 +115,19 @@ def test_a_users_data_is_checked_before_a_run_directory(tmp_path: Path) -> None:
         assert error_of("dataset=npz", f"dataset.file={tmp_path / name}.npz").startswith(message)
     np.savez(tmp_path / "fine.npz", x=np.zeros((40, 8, 8)), y=np.arange(40) % 4)
     preflight("train", ["dataset=npz", f"dataset.file={tmp_path / 'fine.npz'}"], CONFIG_DIR)
+
+
+@pytest.mark.parametrize("command, override, expected", [
+    ("train", "trainer.max_epochs=0", "trainer.max_epochs must be at least 1, got 0"),
+    ("train", "trainer.max_epochs=-1", "trainer.max_epochs must be at least 1, got -1"),
+    ("train", "classifiers.cnn.fit.max_epochs=0", "classifiers.cnn.fit.max_epochs must be at least 1, got 0"),
+    ("train", "classifiers=[]", "no classifiers selected: e.g. 'classifiers=[cnn,svm_rbf]'"),
+    ("train", "dataset.batch_size=0", "dataset.batch_size must be at least 1, got 0"),
+    ("train", "dataset.test_size=1.2", "dataset.test_size and dataset.val_size are shares of the images"),
+    ("explain", "explain.n_images=0", "explain.n_images must be at least 1, got 0"),
+    ("discrepancy", "discrepancy.eps=0", "discrepancy.eps must be above 0, got 0"),
+    ("consistency", "consistency.copies=1", "consistency.copies must be at least 2, got 1"),
+    ("uncertainty", "generator.fit.steps=0", "generator.fit.steps must be at least 1, got 0"),
+])
+def test_settings_that_mean_nothing_are_refused(command: str, override: str, expected: str) -> None:
+    assert error_of(override, command=command).startswith(expected)

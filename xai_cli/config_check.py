@@ -23,7 +23,16 @@ from xai_cli.config import SET_GROUPS  # importing it registers the set groups a
 from xai_cli.errors import UserError, first_line, user_error_in
 
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")
-GENERATIVE = ("discrepancy", "counterfactual", "uncertainty")  # the commands that train a model of the images  # where runs are written: never into one that holds a run
+GENERATIVE = ("discrepancy", "counterfactual", "uncertainty")  # the commands that train a model of the images
+# Settings that count something, and the least value that means anything: below it a run would store an
+# untrained model as a success, take an argmax over no images, or pair one copy with none.
+AT_LEAST = {"trainer.max_epochs": 1, "explain.n_images": 1, "explain.background_size": 1,
+            "explain.faithfulness.steps": 2, "counterfactual.n_images": 1, "consistency.copies": 2,
+            "consistency.n_per_class": 1, "discrepancy.n_steps": 2, "uncertainty.grid_points": 2,
+            "uncertainty.n_per_point": 1}
+AT_LEAST_IN_EVERY_FIT = {"max_epochs": 1, "steps": 1}  # each model's own fit.max_epochs / fit.steps
+SET_COMMANDS = ("train", "explain", "discrepancy", "consistency")  # the commands over a set of classifiers
+POSITIVE = ("discrepancy.eps",)  # a precision: 0 would mean no refinement at all  # where runs are written: never into one that holds a run
 
 # Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
 RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "discrepancy.spaces": "space",
@@ -155,9 +164,33 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
     missing = _missing_values(final)
     if missing:
         raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
+    _check_counts(command, final)
     _check_dataset(final)
     _check_generator(command, final)
     _check_fixed_models(command, final)
+
+
+def _check_counts(command: str, cfg: DictConfig) -> None:
+    """Counts below what means anything, a precision of zero, and an empty set of classifiers: one line."""
+    if command in SET_COMMANDS and not (isinstance(cfg.get("classifiers"), DictConfig) and len(cfg.classifiers)):
+        raise UserError("no classifiers selected: e.g. 'classifiers=[cnn,svm_rbf]'")
+    least = dict(AT_LEAST)
+    for models in ("classifiers", "classifier", "generator"):
+        node = OmegaConf.select(cfg, models, default=None, throw_on_resolution_failure=False)
+        specs = node.items() if models == "classifiers" and isinstance(node, DictConfig) else [(models, node)]
+        for name, spec in specs:
+            fit = spec.get("fit") if isinstance(spec, DictConfig) else None
+            if isinstance(fit, DictConfig):
+                prefix = f"classifiers.{name}" if models == "classifiers" else models
+                least.update({f"{prefix}.fit.{k}": v for k, v in AT_LEAST_IN_EVERY_FIT.items() if k in fit})
+    for key, minimum in least.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < minimum:
+            raise UserError(f"{key} must be at least {minimum}, got {value}")
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise UserError(f"{key} must be above 0, got {value}")
 
 
 def _check_dataset(cfg: DictConfig) -> None:

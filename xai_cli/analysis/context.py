@@ -6,6 +6,7 @@ config and the Python API builds one from the user's objects, and the analysis r
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -21,6 +22,8 @@ from xai_cli.metrics.classification import accuracy
 from xai_cli.models.adapters import TorchModuleClassifier, check_contract
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.store import ModelStore, StoredModel, to_device
+
+log = logging.getLogger("xai")
 
 Source = Literal["store", "trained now", "given", "file"]
 
@@ -147,6 +150,9 @@ class RunContext:
         """The given indices into `split` (checked), or its first `n`."""
         size = len(self.data.split(split))
         if indices is None:
+            if int(n) > size:
+                log.warning("%s asks for %d images; the %s split has %d: using all of them", setting.replace(
+                    ".indices", ".n_images"), int(n), split, size)
             return np.arange(min(int(n), size))
         idx = np.asarray(list(indices), dtype=int)
         bad = idx[(idx < 0) | (idx >= size)]

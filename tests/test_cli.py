@@ -67,7 +67,7 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path: Path) -> None:
         (["classifiers=[cnn,nope]"], "unknown classifiers 'nope'"),
         (["seed=abc"], "seed expects an integer, got 'abc'"),
         (["trainer.max_epoch=1"], "unknown option 'trainer.max_epoch'"),
-        (["dataset=npz"], "dataset.file, dataset.num_classes must be set"),
+        (["dataset=npz"], "dataset.file must be set"),
         (["analysis.splits=[test]"], "analysis.splits is now train.splits"),
     ],
 )

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
 from xai_cli.errors import UserError, first_line, user_error_in
 
-RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")
+RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
 GENERATIVE = ("discrepancy", "counterfactual", "uncertainty")  # the commands that train a model of the images
 # Settings that count something, and the least value that means anything: below it a run would store an
 # untrained model as a success, take an argmax over no images, or pair one copy with none.
@@ -32,7 +32,7 @@ AT_LEAST = {"trainer.max_epochs": 1, "explain.n_images": 1, "explain.background_
             "uncertainty.n_per_point": 1}
 AT_LEAST_IN_EVERY_FIT = {"max_epochs": 1, "steps": 1}  # each model's own fit.max_epochs / fit.steps
 SET_COMMANDS = ("train", "explain", "discrepancy", "consistency")  # the commands over a set of classifiers
-POSITIVE = ("discrepancy.eps",)  # a precision: 0 would mean no refinement at all  # where runs are written: never into one that holds a run
+POSITIVE = ("discrepancy.eps",)  # a precision: 0 would mean no refinement at all
 
 # Settings that moved: old spelling -> new. An override of the old one gets a line naming the new one.
 RENAMED = {"analysis.splits": "train.splits", "discrepancy.space": "space", "discrepancy.spaces": "space",
@@ -194,8 +194,9 @@ def _check_counts(command: str, cfg: DictConfig) -> None:
 
 
 def _check_dataset(cfg: DictConfig) -> None:
-    """The dataset's settings resolved and its constructor run, which is cheap (images are read at setup): a
-    missing folder or file, or a class count its folders or labels contradict, is one line now."""
+    """The dataset's settings resolved, its constructor run and its cheap checks (`check`: an npz's labels and
+    pixels, a folder's images found): a missing file, a class count the data contradicts or labels that are
+    not class indices are one line now, not a failed run."""
     if isinstance(cfg.get("dataset"), DictConfig):
         data = _construct(cfg.dataset)
         if data is not None:

@@ -79,3 +79,13 @@ def test_text_from_the_data_is_drawn_as_written() -> None:
     fig = heatmap(np.eye(2, dtype=int), [r"$\foo$", "a$b"], ["x", "y"], r"classes $\foo$", value_format="{:d}")
     fig.canvas.draw()  # would raise ValueError from mathtext's parser
     assert fig.axes[0].get_yticklabels()[0].get_text() == r"$\foo$"
+
+
+def test_a_hand_edited_metrics_file_is_one_line(tmp_path: Path) -> None:
+    from xai_cli.errors import UserError
+    from xai_cli.report.rerender import rerender
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"command": "explain", "schema_version": 1}))
+    with pytest.raises(UserError, match=r"metrics.json lacks what the explain report shows \(KeyError"):
+        rerender(tmp_path)
+    assert not (tmp_path / "report.html").exists()

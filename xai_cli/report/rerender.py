@@ -18,5 +18,9 @@ def rerender(run_dir: Path) -> Path:
     if is_sweep_dir(run_dir):
         return write_sweep_summary(run_dir)
     result = load_result(run_dir)
-    write_report(result, run_dir)
+    try:
+        write_report(result, run_dir)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a metrics.json edited by hand, or truncated
+        raise UserError(f"{run_dir / 'metrics.json'} lacks what the {result.command} report shows "
+                        f"({type(exc).__name__}: {exc}); rerun the analysis") from None
     return run_dir / "report.html"

@@ -220,7 +220,8 @@ def test_npz_refuses_labels_that_are_not_class_indices_and_pixels_that_are_not_n
                              ("onehot", np.eye(4)[np.arange(40) % 4], "160 labels for 40 inputs"),
                              ("negative", np.arange(40) % 4 - 1, "labels must be class indices 0..K-1, got -1"),
                              ("single", np.zeros(40), "the training labels hold a single class"),
-                             ("nan", None, "x holds 1 NaN or infinite pixel values")):
+                             ("nan", None, "x holds 1 NaN or infinite pixel values"),
+                             ("text", np.array(["cat", "dog"] * 20), r"labels must be class indices 0..K-1 \(names")):
         pixels = x if y is not None else np.where(np.arange(40 * 64).reshape(40, 8, 8) == 7, np.nan, 0.5)
         np.savez(tmp_path / f"{name}.npz", x=pixels, y=np.arange(40) % 4 if y is None else y)
         with pytest.raises(UserError, match=message):

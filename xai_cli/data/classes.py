@@ -47,7 +47,11 @@ def _npz_classes(path: str, size: int, mtime_ns: int) -> tuple[str, ...]:
     labels = list(arrays.values())
     if not labels:
         raise UserError(f"{path} holds no labels (y, or y_train/y_test) to count classes from")
-    top = max(int(np.max(y)) for y in labels if np.size(y))
+    try:
+        top = max(int(np.max(y)) for y in labels if np.size(y))
+    except (ValueError, TypeError, OverflowError):  # text, NaN or infinite labels
+        raise UserError(f"{Path(path).name}: labels must be class indices 0..K-1 (names go in a class_names "
+                        "array)") from None
     return tuple(str(i) for i in range(top + 1))
 
 

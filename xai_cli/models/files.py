@@ -220,7 +220,8 @@ def load_model(path: str | Path, *, format: Format = "auto", network: Any = None
             or .pth holding TorchScript, else a state dict), or one of torchscript, state_dict, lightning,
             skops, onnx, pickle.
         network: for a state dict, the network to load it into (an nn.Module, its class, its import
-            path, or a config such as `{"_target_": "torchvision.models.resnet18", "num_classes": 3}`); for a Lightning checkpoint, the LightningModule class (or its import path).
+            path, or a config such as `{"_target_": "torchvision.models.resnet18", "num_classes": 3}`);
+            for a Lightning checkpoint, the LightningModule class (or its import path).
         outputs: what a network returns, "logits" or "probabilities".
         channels, image_size, num_classes, class_names: the declared contract, checked against the
             dataset before an analysis starts (each optional; a probe on real inputs checks the rest).

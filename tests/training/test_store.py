@@ -183,3 +183,22 @@ def test_an_entry_is_its_content_key_and_the_name_only_a_label(tmp_path: Path) -
     assert json.loads((second.path / "meta.json").read_text())["name"] == "small_cnn"
     other = store.get("small_cnn", cfg.classifiers["small_cnn"], data, cfg.dataset, cfg.trainer, cfg.seed + 1)
     assert other.trained_now and other.path != first.path  # another key is another entry
+
+
+def test_a_training_loss_that_turns_nan_stops_with_one_line_and_stores_nothing(tmp_path: Path, monkeypatch) -> None:
+    from xai_cli.errors import UserError
+
+    cfg = _cfg("classifiers=[small_cnn]")
+    net_class = type(instantiate(cfg.classifiers.small_cnn.model))
+    real_loss = net_class.training_loss
+    calls = {"n": 0}
+
+    def diverging(self, x, y):  # two good steps, then NaN, as a too-high learning rate gives
+        calls["n"] += 1
+        return real_loss(self, x, y) * (float("nan") if calls["n"] > 2 else 1.0)
+
+    monkeypatch.setattr(net_class, "training_loss", diverging)
+    with pytest.raises(UserError, match=r"^small_cnn: the training loss became nan at epoch 1, step 3; nothing was "
+                                        r"stored"):
+        _get(ModelStore(tmp_path), cfg)
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no entry, no temporary folder

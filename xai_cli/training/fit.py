@@ -75,7 +75,7 @@ class LightningFit:
             label: str) -> FitResult:
         seeds = Seeds.of(self.seeds, seed)
         data.set_loader_seed(seeds.order)
-        module = TrainingModule(model, self.optimizer, self.scheduler)
+        module = TrainingModule(model, self.optimizer, self.scheduler, label)
         trainer = build_trainer(trainer_cfg, self.epochs_for(len(data.split("train"))), label)
         if seeds.dropout is not None:
             torch.manual_seed(seeds.dropout)  # the loader has its own generator: only dropout draws from this one

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from xai_cli.errors import UserError
+
 
 class TrainingModule(L.LightningModule):
     def __init__(
@@ -21,9 +23,10 @@ class TrainingModule(L.LightningModule):
         net: nn.Module,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        label: str = "model",
     ) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.label = net, label
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
 
@@ -33,6 +36,9 @@ class TrainingModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.net.training_loss(x, y)
+        if not torch.isfinite(loss):  # what follows would train, and store, nonsense with a success status
+            raise UserError(f"{self.label}: the training loss became {float(loss)} at epoch {self.current_epoch + 1}, "
+                            f"step {self.global_step + 1}; nothing was stored (a lower learning rate may help)")
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 

@@ -202,3 +202,23 @@ def test_a_training_loss_that_turns_nan_stops_with_one_line_and_stores_nothing(t
                                         r"stored"):
         _get(ModelStore(tmp_path), cfg)
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no entry, no temporary folder
+
+
+def test_a_store_whose_locks_cannot_be_taken_still_serves_what_it_holds(tmp_path: Path, monkeypatch) -> None:
+    """A read-only store, or one whose lock files belong to another user: locks are needed only to train."""
+    import xai_cli.training.store as store_module
+    from xai_cli.errors import UserError
+
+    cfg = _cfg("classifiers=[small_cnn]")
+    first, data = _get(ModelStore(tmp_path), cfg)
+
+    class Unlockable:
+        def __init__(self, path: str) -> None:
+            raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(store_module, "FileLock", Unlockable)
+    again, _ = _get(ModelStore(tmp_path), cfg, data=data)
+    assert not again.trained_now and again.path == first.path
+    with pytest.raises(UserError, match=r"small_cnn is not in the model store .* and cannot be trained there "
+                                        r"\(Permission denied\): set paths.model_dir"):  # training needs the lock
+        _get(ModelStore(tmp_path), _cfg("classifiers=[small_cnn]", "seed=7"), data=data)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import xai_cli
 from xai_cli.data.base import ArrayDataModule
+from xai_cli.errors import UserError
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.fit import Seeds
 from xai_cli.utils.hashing import file_sha256
@@ -100,22 +101,41 @@ class ModelStore:
         """Load the model from the store, or train it there first (`context`: objects the fitter needs
         besides the data, e.g. the classifier a counterfactual actor learns against)."""
         key = model_key(model_cfg, dataset_cfg, trainer_cfg, seed)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / f"{key[:16]}.lock")):  # one lock per key, whatever the name asked
+        # entries are renamed into place whole, so a sound one is read without the lock: a read-only store,
+        # or one whose lock files belong to another user, still serves what it holds
+        entry = self.entry_dir(name, key) if self.root.is_dir() else None
+        if entry is not None and entry.exists():
+            try:
+                return self._stored(entry, name, key, model_cfg, seed)
+            except CorruptEntry:
+                pass  # looked at again under the lock, where it is replaced
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.root / f"{key[:16]}.lock"))  # one lock per key, whatever the name asked
+            lock.acquire()
+        except PermissionError as exc:
+            raise UserError(f"{name} is not in the model store {self.root} and cannot be trained there "
+                            f"({exc.strerror}): set paths.model_dir to a folder you can write") from None
+        try:
             entry = self.entry_dir(name, key)
             if entry.exists():
                 try:
-                    model, meta = self._load(entry, key, model_cfg, seed)
-                    log.info("%s: loaded from the store (%s)", name, entry.name)
-                    return StoredModel(name, model, key, entry, meta, trained_now=False)
+                    return self._stored(entry, name, key, model_cfg, seed)
                 except CorruptEntry as exc:
                     log.warning("%s: store entry %s is corrupted (%s); retraining it", name, entry, exc)
                     shutil.rmtree(entry)
             model, meta = self._train_into(entry, name, key, model_cfg, data, dataset_cfg, trainer_cfg, seed,
                                            context or {})
             return StoredModel(name, model, key, entry, meta, trained_now=True)
+        finally:
+            lock.release()
 
     # --- internals ----------------------------------------------------------------------------------
+    def _stored(self, entry: Path, name: str, key: str, model_cfg: DictConfig, seed: int) -> StoredModel:
+        model, meta = self._load(entry, key, model_cfg, seed)
+        log.info("%s: loaded from the store (%s)", name, entry.name)
+        return StoredModel(name, model, key, entry, meta, trained_now=False)
+
     @staticmethod
     def _build(model_cfg: DictConfig, seed: int) -> Classifier | Any:
         init_seed = Seeds.of(model_cfg.fit.get("seeds"), seed).init

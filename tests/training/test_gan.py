@@ -141,3 +141,31 @@ def test_a_few_stylegan2_lite_steps_on_digits_lower_each_players_loss(tmp_path: 
     assert fit[f"final_{learner}"] < fit[f"first_{learner}"] - 0.1, fit
     x = stored.model.generate(stored.model.sample_latent(4), torch.arange(4), torch.full((4,), 0.9))
     assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign"])
+def test_a_damaged_checkpoint_is_discarded_and_training_starts_afresh(tmp_path: Path, damage: str, caplog) -> None:
+    """A truncated or tampered last.ckpt used to fail every rerun of the command; now it is set aside."""
+    cfg = compose_config("uncertainty", ["dataset=moons", "generator.fit.steps=20", "generator.fit.checkpoint_every=4",
+                                         "generator.fit.r1_gamma=0"])
+    gen_cfg = OmegaConf.merge(cfg.generator, {"model": {"discriminator": {
+        "_target_": f"{__name__}.LateNaNDiscriminator"}}})
+    data = instantiate(cfg.dataset)
+    data.setup()
+    store = ModelStore(tmp_path)
+    LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, True
+    with pytest.raises(GANDiverged):
+        store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
+    (partial,) = [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+    checkpoint = partial / "last.ckpt"
+    if damage == "truncate":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    else:  # a checkpoint of other networks under this name
+        saved = torch.load(checkpoint, weights_only=True)
+        saved["state_dict"] = {k: v[..., :1] if v.ndim else v for k, v in saved["state_dict"].items()}
+        torch.save(saved, checkpoint)
+    LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, False
+    with caplog.at_level("WARNING", logger="xai"):
+        stored = store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
+    assert stored.meta["fit"]["steps"] == 20 and LateNaNDiscriminator.calls == 3 * 20  # every step run again
+    assert "cannot resume from" in caplog.text and "training starts afresh" in caplog.text

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
 from xai_cli.data.base import ArrayDataModule
-from xai_cli.errors import UserError
+from xai_cli.errors import UserError, first_line
 from xai_cli.models.generators.conditional_gan import ConditionalGAN
 from xai_cli.training.fit import FitResult
 from xai_cli.training.trainer import build_trainer
@@ -260,7 +260,7 @@ class GANFit:
             callbacks.append(ModelCheckpoint(dirpath=work_dir, save_top_k=0, save_last=True,
                                              every_n_train_steps=2 * self.checkpoint_every))
             last = Path(work_dir) / "last.ckpt"
-        resume = last if last is not None and last.exists() else None
+        resume = _resumable(last, module, label)
         if resume is not None:
             log.info("%s: resuming from its checkpoint %s", label, resume)
         trainer = build_trainer(trainer_cfg, -1, label, max_epochs=-1, max_steps=2 * self.steps, callbacks=callbacks,
@@ -280,3 +280,24 @@ class GANFit:
         return FitResult(elapsed, {"steps": trainer.global_step // 2,
                                    **{f"first_{k}": v for k, v in module.first.items()},
                                    **{f"final_{k}": v for k, v in module.last.items()}})
+
+
+def _resumable(last: Path | None, module: L.LightningModule, label: str) -> Path | None:
+    """`last` if it is a checkpoint of these very networks to resume from; a truncated, tampered or foreign
+    one is discarded with a warning, and training starts afresh (it would otherwise fail every rerun)."""
+    if last is None or not last.exists():
+        return None
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        missing = {"state_dict", "global_step", "optimizer_states"} - set(checkpoint)
+        if missing:
+            raise ValueError(f"it has no {', '.join(sorted(missing))}")
+        saved, own = checkpoint["state_dict"], module.state_dict()
+        if set(saved) != set(own) or any(tuple(saved[k].shape) != tuple(own[k].shape) for k in own):
+            raise ValueError("its networks are not these")
+    except Exception as exc:  # unreadable, truncated, or not ours: nothing in it has been used
+        log.warning("%s: cannot resume from %s (%s: %s); discarded, training starts afresh", label, last,
+                    type(exc).__name__, first_line(exc))
+        last.unlink()
+        return None
+    return last

@@ -93,15 +93,21 @@ class LateNaNDiscriminator(MLPDiscriminator):
         return out * float("nan") if self.failing and self.calls > self.healthy_calls else out
 
 
-def test_a_run_that_diverges_keeps_its_last_good_checkpoint_and_the_same_command_resumes_from_it(
-        tmp_path: Path) -> None:
+def _late_nan_gan(tmp_path: Path):
+    """20 GAN steps on moons, checkpointed every 4, with LateNaNDiscriminator: (config, generator config, data,
+    store)."""
     cfg = compose_config("uncertainty", ["dataset=moons", "generator.fit.steps=20", "generator.fit.checkpoint_every=4",
                                          "generator.fit.r1_gamma=0"])  # no R1: three discriminator calls per step
     gen_cfg = OmegaConf.merge(cfg.generator, {"model": {"discriminator": {
         "_target_": f"{__name__}.LateNaNDiscriminator"}}})
     data = instantiate(cfg.dataset)
     data.setup()
-    store = ModelStore(tmp_path)
+    return cfg, gen_cfg, data, ModelStore(tmp_path)
+
+
+def test_a_run_that_diverges_keeps_its_last_good_checkpoint_and_the_same_command_resumes_from_it(
+        tmp_path: Path) -> None:
+    cfg, gen_cfg, data, store = _late_nan_gan(tmp_path)
     LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, True
     # calls 31–33 are step 11's: the checkpoint of step 8 is the last good one
     with pytest.raises(GANDiverged, match=r"diverged at step 11: .* last good checkpoint \(step 8\) is kept in"):
@@ -146,13 +152,7 @@ def test_a_few_stylegan2_lite_steps_on_digits_lower_each_players_loss(tmp_path: 
 @pytest.mark.parametrize("damage", ["truncate", "foreign"])
 def test_a_damaged_checkpoint_is_discarded_and_training_starts_afresh(tmp_path: Path, damage: str, caplog) -> None:
     """A truncated or tampered last.ckpt used to fail every rerun of the command; now it is set aside."""
-    cfg = compose_config("uncertainty", ["dataset=moons", "generator.fit.steps=20", "generator.fit.checkpoint_every=4",
-                                         "generator.fit.r1_gamma=0"])
-    gen_cfg = OmegaConf.merge(cfg.generator, {"model": {"discriminator": {
-        "_target_": f"{__name__}.LateNaNDiscriminator"}}})
-    data = instantiate(cfg.dataset)
-    data.setup()
-    store = ModelStore(tmp_path)
+    cfg, gen_cfg, data, store = _late_nan_gan(tmp_path)
     LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, True
     with pytest.raises(GANDiverged):
         store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xai_cli.config import SET_GROUPS  # importing it registers the set groups and the defaults resolver
-from xai_cli.errors import UserError, first_line, user_error_in
+from xai_cli.errors import UserError, first_line, user_error_in, user_errors_unwrapped
 
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where runs are written: never into one that holds a run
 GENERATIVE = ("discrepancy", "counterfactual", "uncertainty")  # the commands that train a model of the images
@@ -224,11 +224,11 @@ def _raise_user_errors(step: Any) -> Any:
     """Run `step`, raising the UserError it raises, or raised through a resolver or constructor; any other
     failure the run reports, with its traceback in error.txt, so here it is let pass (None)."""
     try:
-        return step()
-    except Exception as exc:
-        wrapped = user_error_in(exc)
-        if wrapped is not None:
-            raise wrapped from None
+        with user_errors_unwrapped():
+            return step()
+    except UserError:
+        raise
+    except Exception:
         return None
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from xai_cli.config import CONFIG_DIR, compose
 from xai_cli.data.arrays import ArraysDataModule
 from xai_cli.data.base import ArrayDataModule
-from xai_cli.errors import UserError, user_error_in
+from xai_cli.errors import UserError, user_errors_unwrapped
 
 __all__ = ["ArrayDataModule", "from_arrays", "load", "names"]
 
@@ -74,13 +74,8 @@ def load(name: str, data_dir: str | None = None, **settings: Any) -> ArrayDataMo
         >>> xai.datasets.load("digits", image_size=32).input_shape
         (1, 32, 32)
     """
-    try:
+    with user_errors_unwrapped():  # a resolver's or a constructor's UserError arrives wrapped by OmegaConf or Hydra
         return build(dataset_config(name, data_dir, **settings))
-    except Exception as exc:  # a resolver's or a constructor's UserError arrives wrapped by OmegaConf or Hydra
-        wrapped = user_error_in(exc)
-        if wrapped is None:
-            raise
-        raise wrapped from None
 
 
 def dataset_config(name: str, data_dir: str | None = None, **settings: Any) -> DictConfig:

@@ -1,5 +1,8 @@
 """The one exception type that means "the user asked for something we cannot do", shown as one line."""
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from omegaconf.errors import InterpolationResolutionError
 
 
@@ -23,6 +26,19 @@ def user_error_in(exc: BaseException) -> UserError | None:
             following = current.__context__
         current = following
     return None
+
+
+@contextmanager
+def user_errors_unwrapped() -> Iterator[None]:
+    """Re-raise the UserError behind whatever Hydra or OmegaConf wrapped it in, as itself; other errors pass
+    through unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        wrapped = user_error_in(exc)
+        if wrapped is None:
+            raise
+        raise wrapped from None
 
 
 def first_line(exc: BaseException) -> str:

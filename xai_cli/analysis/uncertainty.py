@@ -24,7 +24,7 @@ from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.confidence.evaluation import evaluate_grid, msp_grid
 from xai_cli.confidence.inversion import invert, lower_confidence
 from xai_cli.confidence.realism import PenultimateFeatures, kernel_distance
-from xai_cli.errors import UserError, user_error_in
+from xai_cli.errors import UserError, user_errors_unwrapped
 from xai_cli.models.adapters import fingerprint
 from xai_cli.report.document import Document
 from xai_cli.report.uncertainty_figures import msp_scatter, plane_panels, sample_grid
@@ -75,13 +75,8 @@ def check_inputs(ctx: RunContext, s: UncertaintySettings) -> None:
 
 def check_generator(generator: ModelSpec) -> None:
     """Build the GAN once, untrained: a generator that cannot make these images says so before anything trains."""
-    try:
+    with user_errors_unwrapped():
         instantiate(generator.config.model)
-    except Exception as exc:
-        wrapped = user_error_in(exc)
-        if wrapped is None:
-            raise
-        raise wrapped from None
 
 
 def conditioned(generator: ModelSpec, s: UncertaintySettings) -> ModelSpec:

@@ -22,14 +22,11 @@ def as_model_inputs(x: Any, what: str) -> np.ndarray:
     if a.ndim not in (2, 3, 4) or len(a) == 0:
         raise UserError(f"{what}: expected a non-empty array of shape (N,D), (N,H,W), (N,H,W,C) or (N,C,H,W), "
                         f"got {a.shape}")
-    if not np.issubdtype(a.dtype, np.number):
-        raise UserError(f"{what}: expected numbers, got dtype {a.dtype}")
+    check_pixel_values(a, what)
     image = a.ndim > 2
     if a.dtype == np.uint8:
         a = a.astype(np.float32) / 255.0
     a = a.astype(np.float32)
-    if not np.isfinite(a).all():
-        raise UserError(f"{what}: {int((~np.isfinite(a)).sum())} values are NaN or infinite")
     if image:
         if a.ndim == 3:
             a = a[:, None]
@@ -41,6 +38,14 @@ def as_model_inputs(x: Any, what: str) -> np.ndarray:
             raise UserError(f"{what}: pixel values lie in [{a.min():.3g}, {a.max():.3g}]; pass uint8 or floats in "
                             "[0, 1] (normalise inside the model)")
     return np.ascontiguousarray(a)
+
+
+def check_pixel_values(a: np.ndarray, what: str) -> None:
+    """Numbers, every one finite: NaN or infinite pixels would train (and store) a NaN model."""
+    if not np.issubdtype(a.dtype, np.number):
+        raise UserError(f"{what} holds {a.dtype} values, not numbers")
+    if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+        raise UserError(f"{what} holds {int((~np.isfinite(a)).sum())} NaN or infinite pixel values")
 
 
 def as_labels(y: Any, n: int, what: str) -> np.ndarray:

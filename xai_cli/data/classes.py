@@ -18,11 +18,24 @@ from xai_cli.data.archive import read_npz
 from xai_cli.errors import UserError
 
 
-def folder_classes(root: str) -> list[str]:
-    """Sorted names of the class folders under `root` (torchvision ImageFolder's classes)."""
+def existing_folder(root: str | Path) -> Path:
+    """`root` as a path, or the one line that says which setting names it."""
     path = Path(str(root)).expanduser()
     if not path.is_dir():
         raise UserError(f"image folder not found: {path} (set dataset.root=/path/with/one/folder/per/class)")
+    return path
+
+
+def existing_npz(file: str | Path) -> Path:
+    path = Path(str(file)).expanduser()
+    if not path.is_file():
+        raise UserError(f"dataset file not found: {path} (set dataset.file=/path/to/images.npz)")
+    return path
+
+
+def folder_classes(root: str) -> list[str]:
+    """Sorted names of the class folders under `root` (torchvision ImageFolder's classes)."""
+    path = existing_folder(root)
     names = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not names:
         raise UserError(f"{path} holds no class folders; put each class's images in root/<class name>/")
@@ -31,9 +44,7 @@ def folder_classes(root: str) -> list[str]:
 
 def npz_classes(file: str) -> list[str]:
     """An npz's `class_names` array if it has one, else "0".."K-1" for labels up to K-1."""
-    path = Path(str(file)).expanduser()
-    if not path.is_file():
-        raise UserError(f"dataset file not found: {path} (set dataset.file=/path/to/images.npz)")
+    path = existing_npz(file)
     stat = path.stat()
     return list(_npz_classes(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
 

@@ -11,6 +11,7 @@ from torchvision import datasets
 from torchvision.transforms import functional as TF
 
 from xai_cli.data.base import ImageSetDataModule, Split
+from xai_cli.data.classes import existing_folder
 from xai_cli.errors import UserError, first_line
 
 
@@ -54,9 +55,7 @@ class ImageFolderDataModule(ImageSetDataModule):
 
     def _images(self) -> list[tuple[str, int]]:
         """(path, class index) of every image, as torchvision's ImageFolder finds them."""
-        if not self.root.is_dir():
-            raise UserError(f"image folder not found: {self.root} (set dataset.root=/path/with/one/folder/per/class)")
-        classes = datasets.folder.find_classes(str(self.root))[1]
+        classes = datasets.folder.find_classes(str(existing_folder(self.root)))[1]
         try:
             return datasets.folder.make_dataset(str(self.root), classes, extensions=datasets.folder.IMG_EXTENSIONS)
         except FileNotFoundError as exc:  # a class folder without a single image

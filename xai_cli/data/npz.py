@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from xai_cli.data.archive import read_npz
-from xai_cli.data.arrays import as_labels
+from xai_cli.data.arrays import as_labels, check_pixel_values
 from xai_cli.data.base import ImageSetDataModule, Split, hold_out_val, stratified_three_way, to_split
+from xai_cli.data.classes import existing_npz
 from xai_cli.data.images import to_nchw
 from xai_cli.errors import UserError
 
@@ -37,9 +38,7 @@ class NpzDataModule(ImageSetDataModule):
         return self.file.stem
 
     def content_files(self) -> tuple[Path, list[Path]]:
-        if not self.file.is_file():
-            raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
-        return self.file.parent, [self.file]
+        return self.file.parent, [existing_npz(self.file)]
 
     def check(self) -> None:
         self._parts()
@@ -49,16 +48,10 @@ class NpzDataModule(ImageSetDataModule):
 
     def _parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The archive's arrays, checked (pixels, labels) and split three ways, at their stored size."""
-        if not self.file.is_file():
-            raise UserError(f"dataset file not found: {self.file} (set dataset.file=/path/to/images.npz)")
-        arrays = read_npz(self.file)
+        arrays = read_npz(existing_npz(self.file))
         for suffix in ("", "_train", "_val", "_test"):  # labels checked before any split is drawn from them
-            x = arrays.get(f"x{suffix}")
-            if x is not None and not np.issubdtype(x.dtype, np.number):
-                raise UserError(f"{self.file.name}: x{suffix} holds {x.dtype} values, not pixel numbers")
-            if x is not None and np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-                raise UserError(f"{self.file.name}: x{suffix} holds {int((~np.isfinite(x)).sum())} NaN or infinite "
-                                "pixel values")
+            if f"x{suffix}" in arrays:
+                check_pixel_values(arrays[f"x{suffix}"], f"{self.file.name}: x{suffix}")
             if f"x{suffix}" in arrays and f"y{suffix}" in arrays:
                 arrays[f"y{suffix}"] = self._labels(arrays[f"y{suffix}"], len(arrays[f"x{suffix}"]), f"y{suffix}")
         if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():

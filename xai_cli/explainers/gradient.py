@@ -181,6 +181,7 @@ def named_layer(model: nn.Module, name: str) -> nn.Module:
     matches = [m for full, m in modules.items() if full.endswith("." + name)]
     if len(matches) == 1:
         return matches[0]
-    convs = [full for full, m in modules.items() if m in _convolutions(model)][-3:]
+    convolutions = set(map(id, _convolutions(model)))
+    convs = [full for full, m in modules.items() if id(m) in convolutions][-3:]
     reason = "names several layers" if matches else "is no layer of this model"
     raise NotApplicable(f"target_layer={name} {reason}; its last convolutions: {', '.join(convs) or 'none'}")

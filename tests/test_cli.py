@@ -120,6 +120,7 @@ def test_multirun_basic_launcher_writes_one_summary(tmp_path: Path) -> None:
     assert rows[0]["models.small_cnn.accuracy.test"] != rows[1]["models.small_cnn.accuracy.test"]
     assert (sweep / "summary.html").is_file()
     assert "Sweep summary (2 jobs, 0 failed" in result.stdout
+    assert "#0] " in result.stderr and "#1] " in result.stderr  # each job's log lines carry its number
 
     # `xai report` re-renders one job's run and the sweep's summary
     job = sweep / "0"

@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
+from typer.core import TyperCommand
 
 from xai_cli.errors import UserError
+from xai_cli.utils.threads import prepare_environment
 
 app = typer.Typer(
     name="xai",
@@ -48,15 +51,44 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+class CommandWithSettings(TyperCommand):
+    """Help that ends with the command's config groups and settings and their defaults, read when --help
+    is asked for (never on a run)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from xai_cli.config import CONFIG_DIR
+        from xai_cli.config_help import groups_help, settings_help
+
+        with formatter.section("Config groups (GROUP=OPTION, the default shown)"):
+            formatter.write_dl(groups_help(self.name or "", CONFIG_DIR))
+        with formatter.section("Settings (KEY=VALUE, the default shown)"):
+            formatter.write_dl(settings_help(self.name or "", CONFIG_DIR))
+        formatter.write_paragraph()
+        formatter.write_text(f"Every setting of the composed config: xai {self.name} --cfg job")
+
+
+def _complete(command: str):
+    def complete(incomplete: str) -> list[str]:
+        from xai_cli.config import CONFIG_DIR
+        from xai_cli.config_help import completions
+
+        return completions(command, CONFIG_DIR, incomplete)
+
+    return complete
+
+
 def _make_command(name: str, help_text: str) -> None:
     @app.command(
         name,
+        cls=CommandWithSettings,
         help=f"{help_text}\n\n{OVERRIDES_HELP}",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        options_metavar="[-m] [--cfg job|hydra|all] [OVERRIDES]...",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "max_content_width": 120},
+        options_metavar="[-m] [--cfg job|hydra|all]",
     )
     def command(
         ctx: typer.Context,
+        overrides: Optional[list[str]] = typer.Argument(None, metavar="OVERRIDES", show_default=False,
+                                                        autocompletion=_complete(name)),
         multirun: bool = typer.Option(False, "--multirun", "-m", help="Run a sweep: one job per combination."),
         cfg: Optional[str] = typer.Option(None, "--cfg", "-c", help="Print the composed config (job|hydra|all) and exit."),
         resolve: bool = typer.Option(False, "--resolve", help="With --cfg: resolve interpolations."),
@@ -65,7 +97,7 @@ def _make_command(name: str, help_text: str) -> None:
 
         args = (["--multirun"] if multirun else []) + (["--cfg", cfg] if cfg else []) + (["--resolve"] if resolve else [])
         try:
-            launch(name, args + list(ctx.args))
+            launch(name, args + list(overrides or []) + list(ctx.args))
         except UserError as exc:
             _fail(str(exc), 2)
         except RunFailed as exc:
@@ -101,6 +133,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory, or a multi
 
 
 def main() -> None:
+    prepare_environment()
     app()
 
 

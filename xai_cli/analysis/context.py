@@ -22,6 +22,7 @@ from xai_cli.metrics.classification import accuracy
 from xai_cli.models.adapters import TorchModuleClassifier, check_contract
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.store import ModelStore, StoredModel, to_device
+from xai_cli.utils.threads import cap_pools
 
 log = logging.getLogger("xai")
 
@@ -85,6 +86,9 @@ class RunContext:
     store: ModelStore
     trainer: DictConfig
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        cap_pools()  # every analysis, CLI or API, starts here: no more threads than CPUs it may use
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "RunContext":

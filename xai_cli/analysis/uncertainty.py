@@ -275,6 +275,7 @@ def render(metrics: dict[str, Any]) -> Document:
     """The uncertainty report from its metrics (figure paths included)."""
     ds, c, g, e = metrics["dataset"], metrics["classifier"], metrics["generator"], metrics["evaluation"]
     doc = Document(f"xai uncertainty — {ds['name']}, {c['name']}")
+    doc.heading("The generator")
     doc.paragraph(f"{g['name']} ({g['parameters']['generator']:,} generator and {g['parameters']['discriminator']:,} "
                   f"discriminator parameters, {g['steps']} steps, {g['train_time_s']:.0f} s) is conditioned on a "
                   f"class and on {c['name']}'s maximum softmax probability (MSP; the class: the "
@@ -283,21 +284,28 @@ def render(metrics: dict[str, Any]) -> Document:
                   f"{100 * metrics['real_msp']['share_below_0.9']:.1f} % below 0.9). Auxiliary MSP loss weight: "
                   f"{metrics['aux_weight']}.")
     fmt = lambda v: "n/a" if v is None else v  # noqa: E731
+    doc.heading("Does it give the MSP asked for?")
+    doc.paragraph("Pearson and Spearman correlation between the MSP each sample was conditioned on and the "
+                  "classifier's MSP on it (1 is perfect control), their mean absolute difference, and how often "
+                  "the classifier names the conditioned class.")
     doc.table(["MSP Pearson", "MSP Spearman", "MSP MAE", "class agreement", "samples"],
               [[fmt(e["msp_pearson"]), fmt(e["msp_spearman"]), e["msp_mae"], e["class_agreement"], e["n_samples"]]])
     doc.table(["MSP condition", "MSP obtained (mean)", "std", "class agreement"],
               [[p["msp_in"], p["msp_out_mean"], p["msp_out_std"], p["class_agreement"]] for p in e["per_point"]])
     realism = e.get("realism")
     if realism:
-        doc.paragraph(f"Realism: KID {realism['kid']:.4f} ± {realism['kid_std']:.4f} between {realism['n_images']} "
+        doc.heading("Realism")
+        doc.paragraph(f"KID {realism['kid']:.4f} ± {realism['kid_std']:.4f} between {realism['n_images']} "
                       f"generated images (conditions drawn from real ones) and real test images, in "
                       f"{realism['features']} of {c['name']}; real training vs real test images: "
                       f"{realism['kid_real_vs_real']:.4f} ± {realism['kid_real_vs_real_std']:.4f} (lower is "
                       f"more alike; comparable only between runs with this classifier).")
     corruption = c["accuracy"].get("by_corruption")
     if corruption:
+        doc.heading("Corrupted training data")
         doc.table(["split", "accuracy on clean images", "on corrupted images"],
                   [[name, v["clean"], v["corrupted"]] for name, v in corruption.items()])
+    doc.heading("Samples")
     doc.figure(metrics["figures"]["msp_scatter"], "Each point a generated sample: the MSP it was conditioned on "
                "(jittered) against the classifier's MSP on it; red where the classifier names another class.")
     if "plane" in metrics["figures"]:
@@ -309,6 +317,7 @@ def render(metrics: dict[str, Any]) -> Document:
             doc.figure(path, "Same latents in every column; above each image the classifier's answer and MSP.")
     x = metrics.get("explanation")
     if x:
+        doc.heading("What would make this image uncertain?")
         doc.paragraph(f"Test image {x['index']} (label {x['label']}; {c['name']} says {x['prediction']} with MSP "
                       f"{x['msp']:.3f}) inverted into the generator's latent space (pixel RMSE "
                       f"{x['reconstruction_rmse']:.3f}), then generated with the same latent and class at "

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import shap
@@ -11,25 +10,11 @@ import torch
 from captum.attr import Occlusion
 from lime import lime_image
 from sklearn.metrics import pairwise_distances
-from threadpoolctl import ThreadpoolController
 
 from xai_cli.explainers.base import Explainer, as_numpy_images, device_of, probability_function, to_map
 from xai_cli.explainers.segmentation import superpixels
 from xai_cli.models.classifiers.base import Classifier
-
-
-@functools.cache
-def _threadpools() -> ThreadpoolController:
-    # scans the loaded libraries once (0.6 ms a scan); numpy's and scipy's BLAS come with the imports above
-    return ThreadpoolController()
-
-
-def one_blas_thread() -> Any:
-    """The small regressions (1,000 × ~48) in numpy's OpenBLAS on one thread.
-
-    Its worker threads keep spinning for a while after each call, on the same cores torch's next forward pass
-    needs: with them, KernelSHAP took 0.21 s per MNIST image, without, 0.135 (2 cores)."""
-    return _threadpools().limit(limits=1, user_api="blas")
+from xai_cli.utils.threads import one_blas_thread
 
 
 class OcclusionExplainer(Explainer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
@@ -33,18 +34,49 @@ class Figure:
     wide: bool = False  # spans the page (image strips) instead of sitting in a column
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links elsewhere, e.g. a sweep job's own report."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:  # the console and CSV show the text
+        return self.text
+
+
 Block = Union[Heading, Paragraph, Table, Figure]
 
 
 def fmt(value: Any) -> str:
-    """Numbers as a reader wants them: 4 significant decimals for floats, thousands separators for ints."""
+    """Numbers as a reader wants them: ints with thousands separators; floats with four significant digits
+    (0.9910, 12.35, 838.3), never fewer than one decimal and never in exponent notation."""
     if isinstance(value, bool) or value is None:
         return "—" if value is None else str(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
+        if value != value or abs(value) == float("inf"):
+            return str(value)
+        magnitude = abs(value)
+        decimals = 4 if magnitude < 1 else 3 if magnitude < 10 else 2 if magnitude < 100 else 1
+        return f"{value:,.{decimals}f}"
     return str(value)
+
+
+def _md_cell(value: Any) -> str:
+    """A Markdown table cell: a pipe inside a value (`disagreement.cnn|svm_rbf`) would start a new column."""
+    if isinstance(value, Link):
+        return f"[{_md_cell(value.text)}]({value.href})"
+    return fmt(value).replace("|", "\\|").replace("\n", " ")
+
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline_html(text: str) -> str:
+    """Escaped text whose `code` spans become <code> (reports write settings and paths that way)."""
+    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(text))
 
 
 _CSS = """
@@ -53,9 +85,14 @@ h1{font-size:1.6em;border-bottom:2px solid #333}h2{margin-top:1.6em;border-botto
 table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:0.8em 1em 0.8em 0;vertical-align:top}
-figure img{max-width:520px;border:1px solid #ddd}figcaption{font-size:0.9em;color:#555;max-width:520px}
+figure img{max-width:520px;border:1px solid #ddd;cursor:zoom-in}figcaption{font-size:0.9em;color:#555;max-width:520px}
 figure.wide,figure.wide img,figure.wide figcaption{max-width:100%}
+figure.full{display:block;overflow-x:auto}figure.full img{max-width:none;cursor:zoom-out}figure.full figcaption{max-width:100%}
+.scroll{overflow-x:auto;max-width:100%}code{background:#f3f3f3;padding:0 3px;border-radius:3px;font-size:0.92em}
 """
+# A click on a figure shows it at its natural size (scrolling sideways if wider than the page), another
+# click fits it again; the caption links the PNG beside the report. No script is needed to read the page.
+_ZOOM = "this.parentElement.classList.toggle('full')"
 
 
 @dataclass
@@ -84,9 +121,9 @@ class Document:
             elif isinstance(b, Paragraph):
                 out += [b.text, ""]
             elif isinstance(b, Table):
-                out.append("| " + " | ".join(b.headers) + " |")
+                out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
                 out.append("|" + "|".join("---" for _ in b.headers) + "|")
-                out += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in b.rows]
+                out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
                 out.append("")
             elif isinstance(b, Figure):
                 out += [f"![{b.caption}]({b.path})", "", f"*{b.caption}*", ""]
@@ -101,17 +138,24 @@ class Document:
                f"<style>{_CSS}</style></head><body><h1>{e(self.title)}</h1>"]
         for b in self.blocks:
             if isinstance(b, Heading):
-                out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
+                out.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
             elif isinstance(b, Paragraph):
-                out.append(f"<p>{e(b.text)}</p>")
+                out.append(f"<p>{_inline_html(b.text)}</p>")
             elif isinstance(b, Table):
-                head = "".join(f"<th>{e(h)}</th>" for h in b.headers)
-                body = "".join("<tr>" + "".join(f"<td>{e(fmt(c))}</td>" for c in row) + "</tr>" for row in b.rows)
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                head = "".join(f"<th>{_html_cell(h)}</th>" for h in b.headers)
+                body = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+                out.append(f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
             elif isinstance(b, Figure):
                 png = images[b.path] if isinstance(images, Mapping) else (Path(images) / b.path).read_bytes()
                 data = base64.b64encode(png).decode()
-                out.append(f"<figure{' class=wide' if b.wide else ''}><img alt='{e(b.caption)}' src='data:image/png;base64,{data}'>"
-                           f"<figcaption>{e(b.caption)}</figcaption></figure>")
+                out.append(f"<figure{' class=wide' if b.wide else ''}><img alt='{e(b.caption)}' title='click: full size' "
+                           f"onclick=\"{_ZOOM}\" src='data:image/png;base64,{data}'>"
+                           f"<figcaption>{_inline_html(b.caption)} <a href='{e(b.path)}'>full size</a></figcaption></figure>")
         out.append("</body></html>")
         return "\n".join(out)
+
+
+def _html_cell(value: Any) -> str:
+    if isinstance(value, Link):
+        return f"<a href='{html.escape(value.href)}'>{html.escape(value.text)}</a>"
+    return html.escape(fmt(value))

@@ -13,6 +13,7 @@ matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +62,12 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
             masked = mask_diagonal and i == j
             colour = "black" if masked else _text_colour(im.cmap(im.norm(values[i, j])))
             ax.text(j, i, value_format.format(matrix[i, j]), ha="center", va="center", fontsize=8, color=colour)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    distinct = np.unique(np.ma.compressed(np.ma.masked_invalid(shown)))
+    if len(distinct) > 1:  # a bar over one value (two models' single disagreement rate) would mean nothing
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if value_format == "{:d}":  # counts: no fractional ticks
+            bar.locator = MaxNLocator(integer=True)
+            bar.update_ticks()
     fig.tight_layout()
     return fig
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from xai_cli.report.document import Document, fmt
+from xai_cli.report.document import Document, Link, fmt
 from xai_cli.report.writer import METRICS, atomic_write
 
 log = logging.getLogger("xai")
@@ -54,7 +55,11 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def summarise_sweep(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
-    """Rows of (job, swept values..., status, metrics...) over every job directory of the sweep."""
+    """Rows of (job, swept values..., status, metrics...) over every job directory of the sweep.
+
+    Only the overrides that vary are columns (they are what the sweep is about); metrics that vary across
+    the jobs come before the ones every job shares (dataset sizes, settings echoed into metrics.json), and a
+    metric that repeats a swept setting (`seed`) is left out."""
     jobs = []
     for job in _job_dirs(sweep_dir):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
@@ -66,14 +71,21 @@ def summarise_sweep(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
         else:
             metrics, status = {}, "unfinished"
         jobs.append((job.name, params, status, metrics))
-    # show only the overrides that vary across jobs: those are what the sweep is about
     keys = sorted({k for _, p, _, _ in jobs for k in p})
     swept = [k for k in keys if len({p.get(k) for _, p, _, _ in jobs}) > 1] or keys
-    metric_keys = sorted({k for *_, m in jobs for k in m})
+    metric_keys = sorted({k for *_, m in jobs for k in m} - set(keys))
+    varies = {k: len({m.get(k) for *_, m in jobs if k in m}) > 1 for k in metric_keys}
+    metric_keys.sort(key=lambda k: not varies[k])  # stable: alphabetical within each group
     headers = ["job", *swept, "status", *metric_keys]
     rows = [[name, *(p.get(k, "") for k in swept), status, *(m.get(k) for k in metric_keys)]
             for name, p, status, m in jobs]
     return headers, rows
+
+
+def _linked(sweep_dir: Path, rows: list[list[Any]]) -> list[list[Any]]:
+    """The job column as links to each job's report, where it has one."""
+    return [[Link(r[0], f"{r[0]}/report.html") if (sweep_dir / r[0] / "report.html").is_file() else r[0], *r[1:]]
+            for r in rows]
 
 
 def write_sweep_summary(sweep_dir: Path) -> Path:
@@ -85,20 +97,29 @@ def write_sweep_summary(sweep_dir: Path) -> Path:
     doc = Document(f"Sweep summary: {sweep_dir.name}")
     n_ok = sum(r[headers.index("status")] == "ok" for r in rows)
     doc.paragraph(f"{len(rows)} jobs, {n_ok} finished, {len(rows) - n_ok} failed or unfinished. "
-                  f"Each job's own report is in its numbered folder.")
-    doc.table(headers, rows)
+                  f"Each job's number links its own report; settings that vary come first, then the metrics "
+                  f"that differ between jobs, then those all jobs share.")
+    doc.table(headers, _linked(sweep_dir, rows))
     atomic_write(sweep_dir / "summary.md", doc.to_markdown())
     atomic_write(sweep_dir / "summary.html", doc.to_html(sweep_dir))
     return sweep_dir / "summary.md"
 
 
-def format_table(headers: list[str], rows: list[list[Any]], max_cols: int = 8) -> str:
-    """A plain-text table for the console (the first columns; the files hold all of them)."""
-    headers, rows = headers[:max_cols], [r[:max_cols] for r in rows]
+def format_table(headers: list[str], rows: list[list[Any]], width: int | None = None) -> str:
+    """A plain-text table for the console: as many leading columns as fit the terminal (at least the job,
+    its settings and status, and one metric), then how many more the files hold."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
     cells = [headers, *[[fmt(c) for c in r] for r in rows]]
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    shown, used = 0, -2
+    essential = headers.index("status") + 2 if "status" in headers else 1
+    while shown < len(headers) and (shown < essential or used + 2 + widths[shown] <= width):
+        used += 2 + widths[shown]
+        shown += 1
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:shown], widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths[:shown]))
+    if shown < len(headers):
+        lines.append(f"(+{len(headers) - shown} more columns)")
     return "\n".join(lines)
 
 

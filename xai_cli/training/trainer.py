@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -26,6 +27,9 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 # GAN checkpoints hold the state after a step's updates, which is what resuming wants
 warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
+# On a machine with Slurm installed, Lightning suggests `srun` on every run; outside a Slurm job it never applies.
+if "SLURM_JOB_ID" not in os.environ:
+    warnings.filterwarnings("ignore", ".*The `srun` command is available on your system but is not used.*")
 
 
 class EpochLines(L.Callback):

@@ -1,10 +1,11 @@
 """Thread pools sized to the CPUs this process may use.
 
-torch (OpenMP and MKL), numpy's and scipy's OpenBLAS and scikit-learn's OpenMP each start one thread per
-core of the *machine* by default. Under an affinity mask (`taskset`, Slurm's `cpus_per_task`), a cgroup CPU
-quota (containers) or joblib workers, that is more threads than CPUs, and their barriers spin against each
-other: `xai explain` ran 40–60× slower on a shared 2-core machine. Nothing in torch or threadpoolctl reads
-those limits for us (Python 3.13's `os.process_cpu_count` reads only the mask), hence this module.
+torch (OpenMP and MKL), numpy's and scipy's OpenBLAS and scikit-learn's OpenMP size their pools by the
+affinity mask (`taskset`, Slurm's task binding), but not by a cgroup CPU quota (containers) nor by
+`SLURM_CPUS_PER_TASK` without binding: there they start one thread per core of the node, and the threads'
+barriers wait on each other across CPUs the process does not get. Nothing in torch or threadpoolctl reads
+those limits (Python 3.13's `os.process_cpu_count` reads only the mask), hence `usable_cpus`. On a machine
+other processes load, spinning waits are the larger cost: see `prepare_environment`.
 
 Sizes are set on the pools themselves, never exported as OMP_NUM_THREADS: joblib gives each of its workers
 a share of the CPUs through that variable unless the parent already set it, and sweeps run on joblib.
@@ -69,7 +70,7 @@ def prepare_environment() -> None:
     """Before torch or numpy is imported (the CLI's start): OpenMP threads that wait at a barrier sleep
     instead of spinning. Spinning buys microseconds on an idle machine and costs the CPU time another
     process needed on a busy one: `xai explain` on digits beside two torch processes took 6.7× its time
-    alone with spinning threads, 3.1× with sleeping ones, and no longer alone (scripts/bench_contention.py).
+    alone with spinning threads, 2.9× with sleeping ones, and no longer alone (scripts/bench_contention.py).
     A value the user set is kept; child processes (sweep jobs) inherit it."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -82,7 +83,7 @@ def _controller() -> ThreadpoolController:
 
 def cap_pools() -> int:
     """Cap torch's pool and every OpenMP/BLAS pool loaded (threadpoolctl) at `pool_size()`: they start with one
-    thread per core of the machine, whatever the affinity mask, quota or Slurm allocation says. Pools already
+    thread per core of the node under a quota or an unbound Slurm allocation. Pools already
     smaller (a user's choice) are left alone. Returns the cap."""
     import torch
 

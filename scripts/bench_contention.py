@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from xai_cli.utils.threads import usable_cpus
+
 
 def spin_python() -> None:
     """A CPU-bound neighbour: pure Python, one core, no threads of its own."""
@@ -43,12 +45,6 @@ def spin_torch() -> None:
 
 
 NEIGHBOURS = {"python": spin_python, "torch": spin_torch}
-
-
-def usable_cpus() -> int:
-    from xai_cli.utils.threads import usable_cpus as cpus
-
-    return cpus()
 
 
 def run_explain(work: Path, name: str, args: argparse.Namespace) -> tuple[float, dict]:

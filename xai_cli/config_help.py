@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from xai_cli.config_check import group_options
+
 # Defaults-list entries a user rarely swaps: Hydra's own, the runner, where files go
 _PLUMBING = {"_self_", "hydra", "analysis", "paths"}
 _SETTING_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w]*):(?P<rest>.*)$")
@@ -48,12 +50,6 @@ def _value(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _options(config_dir: Path, group: str) -> list[str]:
-    from xai_cli.config_check import group_options
-
-    return group_options(config_dir, group)
-
-
 def groups_help(command: str, config_dir: Path) -> list[tuple[str, str]]:
     """(`group=default`, its options) for each group of the command's defaults list."""
     primary = yaml.safe_load((config_dir / f"{command}.yaml").read_text())
@@ -69,7 +65,7 @@ def groups_help(command: str, config_dir: Path) -> list[tuple[str, str]]:
             shown = "(suits the dataset)"
         elif default is None:
             shown = "(none)"
-        options = _options(config_dir, group.partition("@")[0])  # explainer@consistency.x: the explainer group
+        options = group_options(config_dir, group.partition("@")[0])  # explainer@consistency.x: the explainer group
         rows.append((f"{group}={shown}", "options: " + ", ".join(options)))
     return rows
 
@@ -92,11 +88,11 @@ def settings_help(command: str, config_dir: Path) -> list[tuple[str, str]]:
 def completions(command: str, config_dir: Path, incomplete: str) -> list[str]:
     """Shell completion of one override: `dataset=` offers the dataset options, `expl` the groups and
     settings that start so (`explainers=`, `explain.n_images=`)."""
-    groups = {row.split("=", 1)[0]: row for row, _ in groups_help(command, config_dir)}
+    groups = [row.split("=", 1)[0] for row, _ in groups_help(command, config_dir)]
     if "=" in incomplete:
         key, _, partial = incomplete.partition("=")
         if key.partition("@")[0] not in {g.partition("@")[0] for g in groups}:
             return []
-        return [f"{key}={option}" for option in _options(config_dir, key.partition("@")[0]) if option.startswith(partial)]
+        return [f"{key}={option}" for option in group_options(config_dir, key.partition("@")[0]) if option.startswith(partial)]
     keys = [*groups, *(row.split("=", 1)[0] for row, _ in settings_help(command, config_dir))]
     return [f"{key}=" for key in keys if key.startswith(incomplete)]

@@ -38,6 +38,8 @@ needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="ne
 
 @needs_two_cpus
 def test_the_pools_follow_an_imposed_affinity_of_one_cpu() -> None:
+    """The runtimes read the mask themselves ("before" is 1 already); this guards that nothing of ours raises
+    a pool above it."""
     assert _pools(cpus={min(os.sched_getaffinity(0))}) == {"before": 1, "torch": 1, "pools": [1]}
 
 

@@ -25,6 +25,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # read-only; tests copy what they
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cluster", action="store_true",
+                     help="run tests/cluster against a one-node Slurm started for the session (make test-cluster)")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The cluster stage (minutes, root, Debian's Slurm) runs only when asked for, after the main suite."""
+    if collection_path.name == "cluster" and collection_path.parent == REPO / "tests":
+        return not config.getoption("--cluster")
+    return None
+
+
 def compose_config(command: str = "train", overrides: list[str] | None = None) -> DictConfig:
     """The real composed config of a command (no run directory, no Hydra runtime)."""
     return compose(command, overrides or [])
@@ -64,11 +76,18 @@ def xai_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "xai_cli.cli"]
 
 
-def run_xai(*args: str, root: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """Run the real `xai` executable as a user would, with everything under `root`."""
-    env = {**os.environ, "CI": "1", "XAI_ROOT": str(root)}
+def xai_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a user's `xai` run with everything under `root` (no terminal: CI=1)."""
+    env = {**(base or os.environ), "CI": "1", "XAI_ROOT": str(root)}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([*xai_command(), *args], cwd=root, env=env, capture_output=True, text=True,
+    return env
+
+
+def run_xai(*args: str, root: Path, timeout: int = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `xai` executable as a user would, with everything under `root` (`env`: the base
+    environment, e.g. a test cluster's)."""
+    return subprocess.run([*xai_command(), *args], cwd=root, env=xai_env(root, env), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 

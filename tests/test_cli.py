@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 import xai_cli as xai
-from tests.conftest import FAST, load_json, only_run_dir, run_xai
+from tests.conftest import FAST, load_json, only_run_dir, run_xai, xai_command, xai_env
 
 pytestmark = pytest.mark.slow
 
@@ -156,6 +159,35 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary[0]["status"] == "ok" and summary[1]["status"].startswith("failed: ")
     assert (sweep / "1" / "error.txt").is_file() and not (sweep / "1" / "metrics.json").exists()
+
+
+def test_a_killed_job_is_listed_and_the_sweep_waits_for_the_others(tmp_path: Path) -> None:
+    """The local_jobs preset (submitit's machinery on this machine): `kill -9` on one job's process, as the
+    OOM killer would. The launcher waits for the other job, the summary lists the killed one, exit 1."""
+    import signal
+    import time
+
+    command = [*xai_command(), "train", "-m", "hydra/launcher=local_jobs", "trainer.max_epochs=1,500",
+               "classifiers=[small_cnn]", "trainer.limit_val_batches=1"]
+    sweep_cmd = subprocess.Popen(command, cwd=tmp_path, env=xai_env(tmp_path), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        hydra_yaml = None
+        deadline = time.monotonic() + 180
+        while hydra_yaml is None and time.monotonic() < deadline:  # job 1 has started its run
+            found = list((tmp_path / "outputs" / "multirun" / "train").glob("*/1/.hydra/hydra.yaml"))
+            hydra_yaml = found[0] if found and "id: '" in found[0].read_text() else None
+            time.sleep(0.5)
+        assert hydra_yaml is not None, "job 1 never started"
+        pid = int(re.search(r"id: '(\d+)'", hydra_yaml.read_text()).group(1))  # a local job's id is its PID
+        os.kill(pid, signal.SIGKILL)
+        stdout, stderr = sweep_cmd.communicate(timeout=300)
+    finally:
+        sweep_cmd.kill()
+    assert sweep_cmd.returncode == 1, stderr
+    assert "1 of 2 jobs failed" in stderr and "Traceback" not in stderr
+    summary = json.loads((_sweep_dir(tmp_path) / "summary.json").read_text())
+    assert [j["status"] for j in summary] == ["ok", f"killed (scheduler job {pid})"]
 
 
 @pytest.mark.parametrize("launcher, extra", [("submitit_local", []),

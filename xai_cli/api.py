@@ -221,8 +221,7 @@ def _one(model: ModelLike) -> dict[str, ModelLike]:
 
 
 def _context(data: ArrayDataModule, cfg: DictConfig) -> RunContext:
-    return RunContext(data, ModelStore(OmegaConf.to_container(cfg.paths, resolve=True)["model_dir"]),  # type: ignore[index]
-                      cfg.trainer, int(cfg.seed))
+    return RunContext(data, ModelStore.from_paths(cfg.paths), cfg.trainer, int(cfg.seed))
 
 
 def train(models: Models, data: Data, *, seed: int = 0, model_dir: str | Path | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -38,12 +39,34 @@ class RunFailed(Exception):
         self.detail = detail
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """What a constructor raised, behind Hydra's `Error in call to target …` wrappers (which name only the
+    target: `trainer=gpu` on a CPU node is `MisconfigurationException: No supported gpu backend found!`)."""
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _out_of_time(exc: BaseException) -> str | None:
+    """The line for a Slurm job whose time ran out: submitit's handler of the warning signal raises its
+    UncompletedJobError inside the job when it does not requeue it (requeues spent, or nothing to resume)."""
+    if type(exc).__module__.startswith("submitit") and "timed-out" in str(exc):
+        reason = str(exc).split("because:", 1)[-1].strip().rstrip(".")
+        return (f"{sweep.TIMED_OUT}: the job neared hydra.launcher.timeout_min and was not requeued ({reason}); "
+                "raise timeout_min or max_num_timeout")
+    return None
+
+
 def describe_failure(exc: BaseException) -> str:
     wrapped = user_error_in(exc)
     if wrapped is not None:
         return str(wrapped)
     if isinstance(exc, MissingMandatoryValue):
         return f"{exc.full_key} must be set"
+    exc = root_cause(exc)
+    timed_out = _out_of_time(exc)
+    if timed_out:
+        return timed_out
     first = first_line(exc)
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
@@ -92,9 +115,28 @@ def launch(command: str, args: list[str]) -> None:
     saved_argv, saved_stderr = sys.argv, sys.stderr
     sys.argv = [f"xai {command}", *args]
     sys.stderr = _WithoutHydraJobError(saved_stderr)
-    sweep.last_outcome = None
+    sweep.last_outcome, sweep.started = None, None
     try:
         hydra.main(config_path=str(CONFIG_DIR), config_name=command, version_base="1.3")(run_task)()
+    except (Exception, KeyboardInterrupt) as exc:
+        if sweep.started is None or sweep.last_outcome is not None or not sweep.started.is_dir():
+            raise
+        # the launcher raised (Ctrl-C, sbatch refused, or a plain submitit launcher on a job that left no
+        # result): the summary still lists every job as far as it got
+        sys.argv, sys.stderr = saved_argv, saved_stderr
+        if not sweep.summarise_sweep(sweep.started)[1]:  # nothing was submitted (the controller unreachable)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise RunFailed(f"the sweep stopped before any job started: {describe_failure(exc)}",
+                            sweep.started) from exc
+        outcome = sweep.summarise_and_print(sweep.started)
+        still = (f"jobs a scheduler runs go on and write into {sweep.started} (`xai report {sweep.started}` "
+                 "summarises them again; scancel stops them)")
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"sweep interrupted: {still}", file=sys.stderr, flush=True)
+            raise
+        raise RunFailed(f"the sweep stopped before all its jobs ended ({describe_failure(exc)}); {still}",
+                        outcome.summary) from exc
     finally:
         sys.argv, sys.stderr = saved_argv, saved_stderr
     outcome = sweep.last_outcome

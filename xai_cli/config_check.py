@@ -131,6 +131,8 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
                 raise UserError(f"{key} is now {new + key[len(old):]}: e.g. {new + key[len(old):]}=...")
         if key in RUN_DIRS and not o.is_sweep_override():
             run_dirs.append((key, str(o.value())))
+        if key in ("hydra.launcher.tasks_per_node", "hydra.launcher.nodes"):
+            _check_one_task(key, _values(o))
         if key.startswith("hydra."):
             continue  # launcher/run settings: Hydra checks them itself
         if key in groups or "/" in key or "@" in key:
@@ -165,9 +167,21 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
     if missing:
         raise UserError(f"{', '.join(missing)} must be set, e.g. {missing[0]}=<value>")
     _check_counts(command, final)
+    if isinstance(final.get("trainer"), DictConfig):
+        from xai_cli.training.parallel import check_parallel  # imports torch: only once a run is asked for
+
+        _raise_user_errors(lambda: check_parallel(final.trainer))
     _check_dataset(final)
     _check_generator(command, final)
     _check_fixed_models(command, final)
+
+
+def _check_one_task(key: str, values: list[Any]) -> None:
+    """A Slurm job of several tasks would run the whole command in each (see training/parallel.py)."""
+    many = [v for v in values if isinstance(v, int) and v > 1]
+    if many:
+        raise UserError(f"{key}={many[0]}: each task would run the whole command; xai runs one task per job and "
+                        "trains on several devices of it with trainer=ddp (hydra/launcher=slurm_gpu_node)")
 
 
 def _check_counts(command: str, cfg: DictConfig) -> None:

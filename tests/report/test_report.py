@@ -102,6 +102,26 @@ def test_sweep_summary_has_swept_columns_status_and_metrics(tmp_path: Path) -> N
     assert "failed: ValueError: bad" in (tmp_path / "summary.html").read_text()
 
 
+def test_jobs_the_scheduler_ended_are_listed_with_how_it_ended(tmp_path: Path) -> None:
+    """A job killed in its run (no metrics, no error.txt), one cancelled while queued (no run directory at
+    all), one stopped by its time limit (its own error.txt says so) and one never seen: each has a status."""
+    from xai_cli.report.sweep import write_scheduler_record
+
+    (tmp_path / "multirun.yaml").write_text("{}")
+    _job(tmp_path, 0, ["seed=1"], {"models": {"cnn": {"accuracy": {"test": 0.9}}}})
+    _job(tmp_path, 1, ["seed=2"], None)
+    _job(tmp_path, 2, ["seed=3"], None, error="timed out: the job neared hydra.launcher.timeout_min")
+    _job(tmp_path, 4, ["seed=5"], None)
+    write_scheduler_record(tmp_path, {1: {"state": "OUT_OF_MEMORY", "scheduler_id": "42_1", "overrides": ["seed=2"]},
+                                      3: {"state": "CANCELLED by 0", "scheduler_id": "42_3", "overrides": ["seed=4"]}})
+    headers, rows = summarise_sweep(tmp_path)
+    status = {r[0]: r[headers.index("status")] for r in rows}
+    assert status == {"0": "ok", "1": "out of memory (scheduler job 42_1)",
+                      "2": "timed out: the job neared hydra.launcher.timeout_min",
+                      "3": "cancelled (scheduler job 42_3)", "4": "unfinished"}
+    assert [r[headers.index("seed")] for r in rows] == ["1", "2", "3", "5", "4"]
+
+
 def _markdown_cells(line: str) -> list[str]:
     """The cells of one Markdown table row, as a renderer splits them (an escaped pipe stays in its cell)."""
     import re

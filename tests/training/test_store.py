@@ -222,3 +222,47 @@ def test_a_store_whose_locks_cannot_be_taken_still_serves_what_it_holds(tmp_path
     with pytest.raises(UserError, match=r"small_cnn is not in the model store .* and cannot be trained there "
                                         r"\(Permission denied\): set paths.model_dir"):  # training needs the lock
         _get(ModelStore(tmp_path), _cfg("classifiers=[small_cnn]", "seed=7"), data=data)
+
+
+def test_a_lock_held_too_long_gives_up_in_one_line_naming_the_file(tmp_path: Path, caplog) -> None:
+    """Another run (here another lock object on the same file: flock locks are per open file) holds the
+    entry's lock: this one says it waits, then gives up after lock_timeout_s with the file to delete."""
+    from filelock import FileLock
+
+    from xai_cli.errors import UserError
+
+    cfg = _cfg("classifiers=[logreg]")
+    key = model_key(cfg.classifiers.logreg, cfg.dataset, cfg.trainer, cfg.seed)
+    tmp_path.mkdir(exist_ok=True)
+    holder = FileLock(str(tmp_path / f"{key[:16]}.lock"))
+    holder.acquire()
+    try:
+        with caplog.at_level("INFO"), pytest.raises(UserError, match=r"gave up after 0 min waiting for .*\.lock"):
+            _get(ModelStore(tmp_path, lock_timeout_s=2), cfg, "logreg")
+    finally:
+        holder.release()
+    assert "another run is training it; waiting for" in caplog.text
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # nothing trained, nothing half-written
+
+
+def test_an_entry_another_node_renamed_into_place_first_is_used(tmp_path: Path, monkeypatch, caplog) -> None:
+    """Two nodes that did not see each other's lock train the same model: the second rename finds the
+    entry there and loads it instead of failing."""
+    import os
+    import shutil
+
+    import xai_cli.training.store as store_module
+
+    real_replace = os.replace
+
+    def another_node_first(src, dst) -> None:
+        shutil.copytree(src, dst)  # the other node's identical entry lands first
+        real_replace(src, dst)  # a directory onto a non-empty one: OSError
+
+    monkeypatch.setattr(store_module.os, "replace", another_node_first)
+    cfg = _cfg("classifiers=[logreg]")
+    with caplog.at_level("INFO"):
+        stored, _ = _get(ModelStore(tmp_path), cfg, "logreg")
+    assert "another run stored it meanwhile" in caplog.text
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [stored.path.name]  # no .tmp- left
+    assert (stored.path / "meta.json").is_file()

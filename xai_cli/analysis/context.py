@@ -95,7 +95,7 @@ class RunContext:
         """The CLI's context: the configured dataset (its config is its store identity), store and trainer."""
         from xai_cli.datasets import build
 
-        return cls(build(cfg.dataset), ModelStore(cfg.paths.model_dir), cfg.trainer, int(cfg.seed))
+        return cls(build(cfg.dataset), ModelStore.from_paths(cfg.paths), cfg.trainer, int(cfg.seed))
 
     @property
     def dataset_cfg(self) -> DictConfig:

@@ -28,8 +28,28 @@ class SweepOutcome:
     failed: int
 
 
-# Set by the callback in the process that launched the sweep, so the CLI can exit non-zero after it.
+# Set by the callback in the process that launched the sweep, so the CLI can exit non-zero after it, and
+# can still summarise a sweep whose launcher raised.
 last_outcome: SweepOutcome | None = None
+started: Path | None = None
+
+
+# Written by the launchers in hydra_plugins/xai_launchers: how the scheduler ended the jobs that left no result
+SCHEDULER_RECORD = "scheduler.json"
+
+
+def write_scheduler_record(sweep_dir: Path, ends: dict[int, dict[str, Any]]) -> None:
+    atomic_write(sweep_dir / SCHEDULER_RECORD, json.dumps({str(k): v for k, v in sorted(ends.items())}, indent=2))
+
+
+def read_scheduler_record(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    path = sweep_dir / SCHEDULER_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError):
+        return {}
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -60,26 +80,47 @@ def summarise_sweep(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
     Only the overrides that vary are columns (they are what the sweep is about); metrics that vary across
     the jobs come before the ones every job shares (dataset sizes, settings echoed into metrics.json), and a
     metric that repeats a swept setting (`seed`) is left out."""
+    ends = read_scheduler_record(sweep_dir)  # jobs the scheduler ended without a result
     jobs = []
     for job in _job_dirs(sweep_dir):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         params = dict(o.split("=", 1) for o in overrides if "=" in o)
+        end = ends.pop(int(job.name), None) if job.name.isdigit() else None
         if (job / METRICS).is_file():
             metrics, status = _flatten(json.loads((job / METRICS).read_text())), "ok"
         elif (job / "error.txt").is_file():
-            metrics, status = {}, "failed: " + (job / "error.txt").read_text().splitlines()[0][:100]
+            first = (job / "error.txt").read_text().splitlines()[0][:100]
+            metrics, status = {}, first if first.startswith(TIMED_OUT) else f"failed: {first}"
         else:
-            metrics, status = {}, "unfinished"
+            metrics, status = {}, scheduler_status(end) if end else "unfinished"
         jobs.append((job.name, params, status, metrics))
+    for number, end in sorted(ends.items()):  # ended before its run directory existed (cancelled while queued)
+        params = dict(o.split("=", 1) for o in end.get("overrides", []) if "=" in o)
+        jobs.append((str(number), params, scheduler_status(end), {}))
     keys = sorted({k for _, p, _, _ in jobs for k in p})
     swept = [k for k in keys if len({p.get(k) for _, p, _, _ in jobs}) > 1] or keys
     metric_keys = sorted({k for *_, m in jobs for k in m} - set(keys))
     varies = {k: len({m.get(k) for *_, m in jobs if k in m}) > 1 for k in metric_keys}
-    metric_keys.sort(key=lambda k: not varies[k])  # stable: alphabetical within each group
+    # stable: alphabetical within each group; the dataset's sizes, which jobs seldom change, last
+    metric_keys.sort(key=lambda k: (not varies[k], k.startswith("dataset.")))
     headers = ["job", *swept, "status", *metric_keys]
     rows = [[name, *(p.get(k, "") for k in swept), status, *(m.get(k) for k in metric_keys)]
             for name, p, status, m in jobs]
     return headers, rows
+
+
+# Scheduler states (Slurm's, submitit's local ones) in words
+TIMED_OUT = "timed out"  # also how a job's error.txt starts when its time limit stopped it
+_STATES = {"CANCELLED": "cancelled", "TIMEOUT": TIMED_OUT, "OUT_OF_MEMORY": "out of memory",
+           "PREEMPTED": "preempted", "NODE_FAIL": "node failed", "INTERRUPTED": "killed", "FAILED": "failed",
+           "RUNNING": "still running", "PENDING": "still queued"}
+
+
+def scheduler_status(end: dict[str, Any]) -> str:
+    """How the scheduler ended a job that left no result, e.g. `cancelled (slurm job 42_1)`."""
+    state = str(end.get("state", "UNKNOWN"))
+    word = _STATES.get(state.split()[0] if state else "", f"ended without a result ({state})")
+    return f"{word} (scheduler job {end.get('scheduler_id', '?')})"
 
 
 def _linked(sweep_dir: Path, rows: list[list[Any]]) -> list[list[Any]]:
@@ -126,15 +167,24 @@ def format_table(headers: list[str], rows: list[list[Any]], width: int | None = 
 class SweepSummaryCallback(Callback):
     """Hydra callback: after the last job of a multirun, write summary.{md,html,csv,json} in the sweep dir."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global started
+        started = Path(config.hydra.sweep.dir)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        global last_outcome
-        path = write_sweep_summary(sweep_dir)
-        headers, rows = summarise_sweep(sweep_dir)
-        failed = sum(r[headers.index("status")] != "ok" for r in rows)
-        last_outcome = SweepOutcome(path, len(rows), failed)
-        # printed, not logged: Hydra has already closed the jobs' logging, and this table is the sweep's answer
-        print(f"\nSweep summary ({len(rows)} jobs, {failed} failed; all columns in {path.with_suffix('.csv')}):")
-        print(format_table(headers, rows), flush=True)
+        if sweep_dir.is_dir():
+            summarise_and_print(sweep_dir)
+
+
+def summarise_and_print(sweep_dir: Path) -> SweepOutcome:
+    """Write the summary files and print the table; the outcome is kept for the CLI's exit status."""
+    global last_outcome
+    path = write_sweep_summary(sweep_dir)
+    headers, rows = summarise_sweep(sweep_dir)
+    failed = sum(r[headers.index("status")] != "ok" for r in rows)
+    last_outcome = SweepOutcome(path, len(rows), failed)
+    # printed, not logged: Hydra has already closed the jobs' logging, and this table is the sweep's answer
+    print(f"\nSweep summary ({len(rows)} jobs, {failed} failed; all columns in {path.with_suffix('.csv')}):")
+    print(format_table(headers, rows), flush=True)
+    return last_outcome

@@ -17,7 +17,8 @@ from torch.optim import Optimizer
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.models.classifiers.sklearn_models import SklearnClassifier
 from xai_cli.training.module import TrainingModule
-from xai_cli.training.trainer import build_trainer
+from xai_cli.training.parallel import effective_precision, world_size
+from xai_cli.training.trainer import build_trainer, fit_record
 
 log = logging.getLogger("xai")
 
@@ -83,7 +84,8 @@ class LightningFit:
         trainer.fit(module, datamodule=data)
         elapsed = time.perf_counter() - start
         model.cpu().eval()
-        return FitResult(elapsed, {"epochs": trainer.current_epoch, "steps": trainer.global_step})
+        return FitResult(elapsed, {**fit_record(trainer), "world_size": world_size(trainer_cfg),
+                                   "precision": effective_precision(trainer_cfg)})
 
 
 class SklearnFit:

@@ -21,7 +21,7 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +31,7 @@ from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.fit import Seeds
+from xai_cli.training.parallel import effective_precision, world_size
 from xai_cli.utils.hashing import file_sha256
 
 log = logging.getLogger("xai")
@@ -48,6 +49,12 @@ def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictC
     """sha256 over the resolved configs that determine a trained model."""
     dataset = {k: v for k, v in _plain(dataset_cfg).items() if k not in _DATASET_IGNORED}
     trainer = {k: v for k, v in _plain(trainer_cfg).items() if k in _TRAINER_KEPT}
+    # what Lightning really trains with: `16-mixed` on a CPU is bf16, and data-parallel workers each see a
+    # share of every epoch (fewer optimiser steps). Single-device entries keep the key they always had.
+    if "precision" in trainer:
+        trainer["precision"] = effective_precision(trainer_cfg)
+    if world_size(trainer_cfg) > 1:
+        trainer["world_size"] = world_size(trainer_cfg)
     # the "classifier" key names any stored model's config (kept so existing store entries stay valid)
     payload = {"format": STORE_FORMAT, "classifier": _plain(model_cfg), "dataset": dataset,
                "trainer": trainer, "seed": int(seed)}
@@ -79,8 +86,13 @@ class CorruptEntry(Exception):
 
 
 class ModelStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, lock_timeout_s: float = 4 * 3600) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.lock_timeout_s = lock_timeout_s
+
+    @classmethod
+    def from_paths(cls, paths: DictConfig) -> "ModelStore":
+        return cls(str(paths.model_dir), 60 * float(paths.get("store_lock_timeout_min", 240)))
 
     def entry_dir(self, name: str, key: str) -> Path:
         """The entry of `key`: an existing folder of that key whatever name it was stored under (a name is a
@@ -112,7 +124,7 @@ class ModelStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.root / f"{key[:16]}.lock"))  # one lock per key, whatever the name asked
-            lock.acquire()
+            self._acquire(lock, name)
         except PermissionError as exc:
             raise UserError(f"{name} is not in the model store {self.root} and cannot be trained there "
                             f"({exc.strerror}): set paths.model_dir to a folder you can write") from None
@@ -131,6 +143,23 @@ class ModelStore:
             lock.release()
 
     # --- internals ----------------------------------------------------------------------------------
+    def _acquire(self, lock: FileLock, name: str) -> None:
+        """Take the entry's lock, saying so when another run holds it, and give up after lock_timeout_s.
+        flock on a cluster filesystem works where the filesystem supports it (NFS with lockd, Lustre mounted
+        with `flock`, GPFS); where it does not, runs never wait for each other and the rename below decides."""
+        try:
+            lock.acquire(timeout=1)
+            return
+        except Timeout:
+            log.info("%s: another run is training it; waiting for %s (at most %.0f min)", name, lock.lock_file,
+                     self.lock_timeout_s / 60)
+        try:
+            lock.acquire(timeout=max(self.lock_timeout_s - 1, 0))
+        except Timeout:
+            raise UserError(f"{name}: gave up after {self.lock_timeout_s / 60:.0f} min waiting for {lock.lock_file}, "
+                            "held by another run training this model; if none is (a crashed node's stale lock), "
+                            "delete the file, or raise paths.store_lock_timeout_min") from None
+
     def _stored(self, entry: Path, name: str, key: str, model_cfg: DictConfig, seed: int) -> StoredModel:
         model, meta = self._load(entry, key, model_cfg, seed)
         log.info("%s: loaded from the store (%s)", name, entry.name)
@@ -204,7 +233,16 @@ class ModelStore:
                 "fit": {"train_time_s": result.train_time_s, **result.details},
             }
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
-            os.replace(tmp, entry)  # atomic: the entry appears whole or not at all
+            try:
+                os.replace(tmp, entry)  # atomic: the entry appears whole or not at all
+            except OSError:
+                if not entry.is_dir():
+                    raise
+                # another node renamed the same entry into place first (its lock not seen: a filesystem
+                # without working flock, or a stale directory cache): its entry is the same model
+                log.info("%s: another run stored it meanwhile; using that entry", name)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return self._load(entry, key, model_cfg, seed)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -10,9 +10,11 @@ import warnings
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from xai_cli.training.parallel import check_parallel, cluster_plugins
 from xai_cli.utils.progress import interactive
 
 log = logging.getLogger("xai")
@@ -33,17 +35,32 @@ if "SLURM_JOB_ID" not in os.environ:
 
 
 class EpochLines(L.Callback):
-    """One log line per epoch where no live bar can be drawn (CI, pipes, log files)."""
+    """One log line per epoch where no live bar can be drawn (CI, pipes, log files), from rank 0 only.
+
+    Workers that ddp_spawn starts are fresh interpreters without the run's logging; they log to the same
+    console and run log, which this callback notes where it is made (the main process)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self._start = 0.0
+        self._log_files = [h.baseFilename for h in (*log.handlers, *logging.getLogger().handlers)
+                           if isinstance(h, logging.FileHandler)]
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero and not log.hasHandlers():  # a spawned worker
+            formatter = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
+            for handler in [logging.StreamHandler(), *(logging.FileHandler(f) for f in self._log_files)]:
+                handler.setFormatter(formatter)
+                log.addHandler(handler)
+            log.setLevel(logging.INFO)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs after the epoch's validation, once the epoch-mean loss exists
+        if not trainer.is_global_zero:
+            return
         m = trainer.callback_metrics
         shown = {"loss": m.get("loss_epoch"), **{k: v for k, v in m.items() if k.startswith("val_")}}
         values = "  ".join(f"{k} {float(v):.4f}" for k, v in shown.items() if v is not None)
@@ -51,15 +68,45 @@ class EpochLines(L.Callback):
                  values, time.perf_counter() - self._start)
 
 
+class FitRecord(L.Callback):
+    """Epochs and steps run, as callback metrics: the one record that ddp_spawn's workers send back to the
+    main process, whose own trainer never ran a loop (its counters stay 0)."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.callback_metrics["fit_epochs"] = torch.tensor(trainer.current_epoch)
+        trainer.callback_metrics["fit_steps"] = torch.tensor(trainer.global_step)
+
+
+class CloseProcessGroup(L.Callback):
+    """Data-parallel workers wait for each other after a fit and close their process group while Python is
+    whole. Left to interpreter shutdown, a gloo thread may still hold work whose tensors need the GIL then:
+    a worker aborted that way once in CI (SIGABRT, `terminate called without an active exception`)."""
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def fit_record(trainer: L.Trainer) -> dict[str, int]:
+    """Epochs and steps of the last fit, wherever it ran."""
+    m = trainer.callback_metrics
+    return {"epochs": int(m.get("fit_epochs", trainer.current_epoch)),
+            "steps": int(m.get("fit_steps", trainer.global_step))}
+
+
 def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides: Any) -> L.Trainer:
     """A Trainer from the config; the store keeps the weights, so no checkpoints or loggers here. `overrides`
     replace any setting, e.g. a step budget and callbacks of the caller's own."""
+    check_parallel(trainer_cfg)
     settings: dict[str, Any] = {
         "max_epochs": trainer_cfg.get("max_epochs") or epochs,
         "logger": False,
         "enable_checkpointing": False,
         "enable_progress_bar": interactive(),
-        "callbacks": [] if interactive() else [EpochLines(label)],
+        "callbacks": [FitRecord(), CloseProcessGroup()] + ([] if interactive() else [EpochLines(label)]),
         "default_root_dir": tempfile.gettempdir(),
     }
+    if not trainer_cfg.get("plugins"):
+        settings["plugins"] = cluster_plugins(trainer_cfg)
     return instantiate(trainer_cfg, **{**settings, **overrides})

@@ -12,6 +12,7 @@ still running, which go on: a scheduler's jobs do not depend on the command that
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import OmegaConf
 
 log = logging.getLogger("xai")
+
 
 class _WaitForAll(BaseSubmititLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -38,6 +40,8 @@ class _WaitForAll(BaseSubmititLauncher):
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:  # as Hydra's launcher does
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         numbers = [initial_job_idx + i for i in range(len(job_overrides))]
         for number, overrides in zip(numbers, job_overrides):
             log.info("#%d: %s", number, " ".join(filter_overrides(overrides)))

@@ -123,6 +123,25 @@ def test_a_run_that_diverges_keeps_its_last_good_checkpoint_and_the_same_command
     assert not partial[0].exists()  # the entry supersedes the checkpoint
 
 
+def test_a_resumed_run_is_the_model_an_uninterrupted_run_gives(tmp_path: Path) -> None:
+    """Interrupted at step 11 of 20 (mid-epoch: moons has 16 batches an epoch) and resumed from step 8's
+    checkpoint: the same weights, bit for bit, as 20 steps in one go (RNG state and data order restored)."""
+    def weights(root: Path, interrupt: bool) -> dict[str, torch.Tensor]:
+        cfg, gen_cfg, data, store = _late_nan_gan(root)
+        if interrupt:
+            LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, True
+            with pytest.raises(GANDiverged, match="step 11"):
+                store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
+        LateNaNDiscriminator.calls, LateNaNDiscriminator.failing = 0, False
+        stored = store.get("mlp_gan", gen_cfg, data, cfg.dataset, cfg.trainer, 0, context={"classifier": Uniform()})
+        assert LateNaNDiscriminator.calls == 3 * (20 - 8 if interrupt else 20)
+        return stored.model.state_dict()
+
+    whole, resumed = weights(tmp_path / "whole", False), weights(tmp_path / "resumed", True)
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
 class Confident:
     """A stand-in classifier: class 0 with probability 0.9 for every image."""
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError, first_line
@@ -34,6 +34,26 @@ from xai_cli.training.trainer import build_trainer
 from xai_cli.utils.progress import interactive
 
 log = logging.getLogger("xai")
+
+
+class EpochShuffle(Sampler[int]):
+    """A shuffle drawn from (seed, epoch) alone, so that a run resumed from a checkpoint draws the same batches
+    as one that never stopped: Lightning calls `set_epoch` before every epoch, and `skip` (set on resume) drops
+    the part of the interrupted epoch already trained on, since Lightning restarts that epoch's iterator."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch, self.skip = size, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        skip, self.skip = self.skip, 0
+        return iter(order[skip:].tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class GANDiverged(UserError):
@@ -87,6 +107,7 @@ class GANModule(L.LightningModule):
         self.pl_weight, self.pl_every, self.pl_mean = float(pl_weight), int(pl_every), 0.0
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.batches_in_epoch = 0
 
     @property
     def classifier(self) -> Any:
@@ -95,10 +116,33 @@ class GANModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["xai_first_losses"] = self.first  # a resumed run still reports where the losses began
         checkpoint["xai_pl_mean"] = self.pl_mean
+        # what the next step draws (latents, fake conditions, shifts) and where in its epoch it is: a resumed
+        # run goes on exactly as an uninterrupted one would
+        checkpoint["xai_rng"] = {"cpu": torch.get_rng_state(),
+                                 **({"cuda": torch.cuda.get_rng_state()} if self.device.type == "cuda" else {})}
+        checkpoint["xai_batches_in_epoch"] = self.batches_in_epoch
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.first = checkpoint.get("xai_first_losses", {})
         self.pl_mean = checkpoint.get("xai_pl_mean", 0.0)
+        self._resume_state = checkpoint
+
+    def on_train_start(self) -> None:
+        if self.aux_weight > 0:
+            self.classifier.to(self.device).eval().requires_grad_(False)
+        resumed = getattr(self, "_resume_state", None)
+        if resumed is not None and "xai_rng" in resumed:  # restored here: Lightning's own setup draws before
+            torch.set_rng_state(resumed["xai_rng"]["cpu"])
+            if "cuda" in resumed["xai_rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(resumed["xai_rng"]["cuda"])
+            self.batches_in_epoch = int(resumed.get("xai_batches_in_epoch", 0))
+            sampler = getattr(self.trainer.train_dataloader, "sampler", None)
+            if isinstance(sampler, EpochShuffle):
+                sampler.skip = self.batches_in_epoch * self.trainer.train_dataloader.batch_size
+        self._resume_state = None
+
+    def on_train_epoch_start(self) -> None:  # not called for an epoch a resumed run re-enters
+        self.batches_in_epoch = 0
 
     def path_length_penalty(self, condition: torch.Tensor) -> torch.Tensor:
         """StyleGAN2's path-length regularisation: a fixed-size step in w should move the image by a fixed
@@ -113,10 +157,6 @@ class GANModule(L.LightningModule):
         lengths = grad.pow(2).sum(2).mean(1).sqrt()
         self.pl_mean += 0.01 * (float(lengths.mean().detach()) - self.pl_mean)
         return (lengths - self.pl_mean).pow(2).mean()
-
-    def on_train_start(self) -> None:
-        if self.aux_weight > 0:
-            self.classifier.to(self.device).eval().requires_grad_(False)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         g = self.gan.generator
@@ -137,6 +177,7 @@ class GANModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, labels, msp = batch
+        self.batches_in_epoch += 1
         opt_g, opt_d = self.optimizers()
         g, d = self.gan.generator, self.gan.discriminator
         perm = torch.randperm(len(x), device=x.device)  # fake conditions: other real images' (label, MSP)
@@ -216,7 +257,9 @@ class GANFit:
     but for 1 % of images; on noisy data such as moons, a true label the classifier contradicts with high
     confidence is a condition no sample can satisfy)."""
 
-    store_revision = 1  # 1: the auxiliary term became a Bernoulli KL (it was a squared error on the probability)
+    # 1: the auxiliary term became a Bernoulli KL (it was a squared error on the probability)
+    # 2: batches drawn by EpochShuffle (a resumed run is the uninterrupted one: another data order than before)
+    store_revision = 2
 
     def __init__(self, steps: int = 2000, batch_size: int = 128, lr_g: float = 2e-3, lr_d: float = 2e-3,
                  betas: tuple[float, float] = (0.0, 0.99), r1_gamma: float = 0.1, r1_every: int = 16,
@@ -248,9 +291,9 @@ class GANFit:
         probs = np.asarray(classifier.predict_proba(train.x))
         msp = torch.from_numpy(probs.max(1)).float()
         labels = torch.from_numpy(probs.argmax(1)) if self.condition_class == "predicted" else train.y
-        generator = torch.Generator().manual_seed(seed)
-        loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size, shuffle=True,
-                            drop_last=len(train) > self.batch_size, generator=generator)
+        loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size,
+                            sampler=EpochShuffle(len(train), seed), drop_last=len(train) > self.batch_size,
+                            generator=torch.Generator().manual_seed(seed))  # its own: it draws a seed per epoch
         module = GANModule(gan, classifier, **self.module_settings)
         torch.manual_seed(seed)
         callbacks: list[L.Callback] = [] if interactive() else [StepLines(label, self.steps)]

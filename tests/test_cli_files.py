@@ -112,13 +112,18 @@ def test_a_colour_image_folder_is_explained_with_its_class_names(tmp_path: Path)
     ("counterfactual", "error: beta_vae generates images up to 64 px, these are 96x96: set dataset.image_size=64"),
     ("uncertainty", "error: stylegan2_lite generates images up to 64 px, these are 96x96: set dataset.image_size=64"),
     ("explain", "error: dataset.class_names has 2 names for 3 class folders"),
+    ("train", "cannot be read as an image (image file is truncated"),
 ])
 def test_what_the_data_or_a_generator_cannot_meet_is_refused_before_a_run_directory(tmp_path: Path, command: str,
                                                                        message: str) -> None:
     from tests.conftest import write_image_folder
 
     write_image_folder(tmp_path / "pets", classes=3, per_class=4, size=40)
-    extra = ["dataset.class_names=[a,b]"] if command == "explain" else ["dataset.image_size=96"]
+    extra = {"explain": ["dataset.class_names=[a,b]"], "train": []}.get(command, ["dataset.image_size=96"])
+    if command == "train":  # a truncated image
+        image = sorted((tmp_path / "pets").glob("*/*.png"))[5]
+        image.write_bytes(image.read_bytes()[:200])
     result = run_xai(command, "dataset=image_folder", "dataset.root=pets", "dataset.channels=3", *extra, root=tmp_path)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and (last.startswith(message) or message in last), result.stderr
     assert not run_dirs(tmp_path, command)

@@ -270,6 +270,42 @@ def test_a_users_files_are_known_to_the_store_by_their_content(tmp_path: Path, m
     assert after["content_sha256"] != before["content_sha256"] and "root" not in after
 
 
+def test_an_image_that_cannot_be_decoded_is_named_by_the_check_and_good_ones_are_read_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A truncated PNG and a text file named like an image: the cheap check (run before a run directory
+    exists) names the file; images seen whole are not decoded again on the next run, a rewritten one is."""
+    import xai_cli as xai
+    from xai_cli.data import image_folder
+    from xai_cli.datasets import dataset_config
+    from xai_cli.errors import UserError
+
+    folder = write_image_folder(tmp_path / "folder", classes=2, per_class=10, size=16)
+    broken = sorted((folder / "one").iterdir())[3]
+    good = broken.read_bytes()
+    broken.write_bytes(good[: len(good) // 2])
+
+    def load():  # configured, not yet read (as the CLI's check before a run directory sees it)
+        return instantiate(dataset_config("image_folder", root=str(folder), cache_dir=str(tmp_path / "cache")))
+
+    with pytest.raises(UserError, match=rf"{broken.name} cannot be read as an image \(.*\): fix or remove it"):
+        load().check()
+    broken.write_bytes(b"not a png")
+    with pytest.raises(UserError, match=rf"{broken.name} cannot be read as an image"):
+        load().check()
+    with pytest.raises(UserError, match=rf"{broken.name} cannot be read as an image"):
+        xai.datasets.load("image_folder", root=str(folder))  # the API reads every image: the same line
+    broken.write_bytes(good)
+    load().check()
+    decoded: list[Path] = []
+    real = image_folder._decodes
+    monkeypatch.setattr(image_folder, "_decodes", lambda path: decoded.append(path) or real(path))
+    load().check()
+    assert decoded == []  # all 20 known to decode, by size and mtime
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(broken)
+    load().check()
+    assert decoded == [broken]
+
+
 def test_sixteen_bit_pngs_keep_their_grey_levels(tmp_path: Path) -> None:
     import xai_cli as xai
 

@@ -178,6 +178,10 @@ class ImageSetDataModule(ArrayDataModule):
         """(root, the files the images are read from), for sets read from a user's files."""
         return None
 
+    def hash_cache(self) -> HashCache:
+        """What is known of the user's files by path, size and mtime (hashes, verdicts), kept in cache_dir."""
+        return HashCache(self.cache_dir / "content_hashes.json" if self.cache_dir else None)
+
     def store_identity(self) -> DictConfig | dict[str, Any]:
         located = self.content_files()
         if located is None:
@@ -188,8 +192,7 @@ class ImageSetDataModule(ArrayDataModule):
                          else identity)
             for key in (*self.location_keys, "cache_dir"):
                 plain.pop(key, None)
-            cache = HashCache(self.cache_dir / "content_hashes.json" if self.cache_dir else None)
-            plain["content_sha256"] = content_sha256(located[1], located[0], cache)
+            plain["content_sha256"] = content_sha256(located[1], located[0], self.hash_cache())
             self._identity = plain
         return self._identity
 

@@ -41,7 +41,14 @@ class ImageFolderDataModule(ImageSetDataModule):
         return self.root.name
 
     def check(self) -> None:
-        self._images()
+        """Every image decodes: a truncated or misnamed file would otherwise fail the run after its directory
+        exists. Images already seen whole (same size and mtime) are not read again."""
+        cache = self.hash_cache()
+        try:
+            for path, _ in self._images():
+                cache.remember(Path(path), "decodes", _decodes)
+        finally:
+            cache.save()
 
     def content_files(self) -> tuple[Path, list[Path]]:
         """The image files read, and nothing else (a README beside them changes no model)."""
@@ -62,6 +69,21 @@ class ImageFolderDataModule(ImageSetDataModule):
             raise UserError(f"{self.root}: {first_line(exc)}") from None
 
 
+def _decodes(path: Path) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # Pillow's decoders raise OSError, ValueError, SyntaxError, struct.error, ...
+        raise _unreadable(path, exc) from None
+    return "yes"
+
+
+def _unreadable(path: str | Path, exc: Exception) -> UserError:
+    return UserError(f"{path} cannot be read as an image ({first_line(exc)}): fix or remove it")
+
+
 _WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # Pillow's modes for 16-bit (and 32-bit) grey images
 
 
@@ -70,10 +92,14 @@ def _open(path: str, channels: int, size: int) -> torch.Tensor:
     convert("L") would clip them to 0/255 instead."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        if im.mode not in _WIDE_GREY:
-            return TF.to_tensor(TF.resize(im.convert("L" if channels == 1 else "RGB"), [size, size], antialias=True))
-        wide = np.asarray(im).astype(np.float32)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in _WIDE_GREY:
+                return TF.to_tensor(TF.resize(im.convert("L" if channels == 1 else "RGB"), [size, size],
+                                              antialias=True))
+            wide = np.asarray(im).astype(np.float32)
+    except Exception as exc:  # as in _decodes: the API's load reads the images without the CLI's check first
+        raise _unreadable(path, exc) from None
     scale = 65535.0 if im.mode != "I" or wide.max() > 255 else 255.0  # mode I: 16-bit PNGs, or 8-bit values
     grey = torch.from_numpy(wide / scale).clamp_(0.0, 1.0)[None]
     return TF.resize(grey.expand(channels, -1, -1), [size, size], antialias=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 def file_sha256(path: Path) -> str:
@@ -38,15 +38,20 @@ class HashCache:
                 self._entries = {}
 
     def sha256(self, file: Path) -> str:
+        return self.remember(file, "sha256", file_sha256)
+
+    def remember(self, file: Path, kind: str, compute: Callable[[Path], str]) -> str:
+        """`compute(file)`, computed again only when the file's size or mtime changed. `kind` names what is
+        remembered (a hash, a verdict on the file); what `compute` raises is not remembered."""
         stat = file.stat()
-        key = str(file.resolve())
+        key = str(file.resolve()) if kind == "sha256" else f"{kind}:{file.resolve()}"  # sha256: the first kind
         known = self._entries.get(key)
         if isinstance(known, list) and known[:2] == [stat.st_size, stat.st_mtime_ns] and len(known) == 3:
             return str(known[2])
-        digest = file_sha256(file)
-        self._entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
+        value = compute(file)
+        self._entries[key] = [stat.st_size, stat.st_mtime_ns, value]
         self._changed = True
-        return digest
+        return value
 
     def save(self) -> None:
         if self.path is None or not self._changed:

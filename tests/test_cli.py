@@ -190,6 +190,28 @@ def test_a_killed_job_is_listed_and_the_sweep_waits_for_the_others(tmp_path: Pat
     assert [j["status"] for j in summary] == ["ok", f"killed (scheduler job {pid})"]
 
 
+def test_ctrl_c_during_training_is_one_line_exit_130_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    command = [*xai_command(), "train", "classifiers=[small_cnn]", "trainer.max_epochs=200"]
+    run = subprocess.Popen(command, cwd=tmp_path, env=xai_env(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline, log = time.monotonic() + 120, tmp_path / "outputs" / "train"
+        while time.monotonic() < deadline and "epoch 1/" not in "".join(p.read_text() for p in log.glob("*/train.log")):
+            time.sleep(0.2)  # until the first epoch has ended: mid-training
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr
+    assert "Traceback" not in stderr
+    job = only_run_dir(tmp_path)
+    assert not (job / "metrics.json").exists() and not (job / "report.html").exists()  # not a finished run
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []  # no half entry
+
+
 @pytest.mark.parametrize("launcher, extra", [("submitit_local", []),
                                              ("submitit_slurm", ["hydra.launcher.partition=gpu", "trainer=gpu",
                                                                  "dataset=mnist"])])

@@ -18,7 +18,7 @@ from xai_cli.data.base import ArrayDataModule
 from xai_cli.models.classifiers.sklearn_models import SklearnClassifier
 from xai_cli.training.module import TrainingModule
 from xai_cli.training.parallel import effective_precision, world_size
-from xai_cli.training.trainer import build_trainer, fit_record
+from xai_cli.training.trainer import build_trainer, ctrl_c_passes_through, fit_record
 
 log = logging.getLogger("xai")
 
@@ -81,7 +81,8 @@ class LightningFit:
         if seeds.dropout is not None:
             torch.manual_seed(seeds.dropout)  # the loader has its own generator: only dropout draws from this one
         start = time.perf_counter()
-        trainer.fit(module, datamodule=data)
+        with ctrl_c_passes_through():
+            trainer.fit(module, datamodule=data)
         elapsed = time.perf_counter() - start
         model.cpu().eval()
         return FitResult(elapsed, {**fit_record(trainer), "world_size": world_size(trainer_cfg),

@@ -30,7 +30,7 @@ from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError, first_line
 from xai_cli.models.generators.conditional_gan import ConditionalGAN
 from xai_cli.training.fit import FitResult
-from xai_cli.training.trainer import build_trainer
+from xai_cli.training.trainer import build_trainer, ctrl_c_passes_through
 from xai_cli.utils.progress import interactive
 
 log = logging.getLogger("xai")
@@ -312,7 +312,8 @@ class GANFit:
         start = time.perf_counter()
         try:
             # a checkpoint is read as tensors and plain values only: nothing in the file runs
-            trainer.fit(module, train_dataloaders=loader, ckpt_path=resume, weights_only=True)
+            with ctrl_c_passes_through():
+                trainer.fit(module, train_dataloaders=loader, ckpt_path=resume, weights_only=True)
         except GANDiverged as exc:
             if last is not None and last.exists():
                 step = torch.load(last, map_location="cpu", weights_only=True)["global_step"] // 2

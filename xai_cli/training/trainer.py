@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as L
@@ -93,6 +97,22 @@ def fit_record(trainer: L.Trainer) -> dict[str, int]:
     m = trainer.callback_metrics
     return {"epochs": int(m.get("fit_epochs", trainer.current_epoch)),
             "steps": int(m.get("fit_steps", trainer.global_step))}
+
+
+@contextmanager
+def ctrl_c_passes_through() -> Iterator[None]:
+    """Lightning turns Ctrl-C during a fit into `sys.exit(1)` and ignores any further one: hand it on as the
+    KeyboardInterrupt it was (the CLI then says `interrupted` and exits 130) and give Ctrl-C back."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides: Any) -> L.Trainer:

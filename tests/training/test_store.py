@@ -266,3 +266,12 @@ def test_an_entry_another_node_renamed_into_place_first_is_used(tmp_path: Path, 
     assert "another run stored it meanwhile" in caplog.text
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [stored.path.name]  # no .tmp- left
     assert (stored.path / "meta.json").is_file()
+
+
+def test_no_lock_file_is_left_once_its_entry_exists(tmp_path: Path) -> None:
+    """Locks are needed only while an entry is missing: a store of many models does not fill with them."""
+    store = ModelStore(tmp_path)
+    for seed in (1, 2):
+        _get(store, _cfg("classifiers=[logreg]", f"seed={seed}"), "logreg")
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
+    assert not list(tmp_path.glob("*.lock"))

@@ -8,6 +8,7 @@ whose checksum or contents do not match is reported and retrained, never loaded 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -141,6 +142,11 @@ class ModelStore:
             return StoredModel(name, model, key, entry, meta, trained_now=True)
         finally:
             lock.release()
+            if self.entry_dir(name, key).is_dir():
+                # a lock is needed only while its entry is missing: runs that come later read the entry
+                # without it, and one still waiting holds the old file open and finds the entry there
+                with contextlib.suppress(OSError):
+                    Path(lock.lock_file).unlink()
 
     # --- internals ----------------------------------------------------------------------------------
     def _acquire(self, lock: FileLock, name: str) -> None:

@@ -124,16 +124,24 @@ def test_a_cancelled_job_is_listed_and_the_others_finish(slurm: LocalSlurm, tmp_
     assert "cancelled" in stdout  # the terminal's table too
 
 
-def test_a_job_past_its_time_limit_is_listed_as_timed_out(slurm: LocalSlurm, tmp_path: Path) -> None:
-    """A job that outlives `timeout_min` once its requeues are spent (max_num_timeout=0: none). Slurm warns
-    it signal_delay_s before the limit (here at once: the limit is shorter), and the job says why it stops."""
+def test_a_job_past_its_time_limit_is_requeued_then_listed_as_timed_out(slurm: LocalSlurm, tmp_path: Path) -> None:
+    """The preset's warning signal (SIGUSR2 signal_delay_s before the limit; here at once, the limit being
+    shorter) requeues the job once (max_num_timeout=1); when it comes again the job stops and says why.
+    Slurm holds a requeued job for two minutes before it runs again: the slowest test of the stage."""
     result = run_xai("train", "-m", "trainer.max_epochs=500", "classifiers=[small_cnn]", *LAUNCHER,
-                     "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=0",
-                     root=tmp_path, env=slurm.env, timeout=400)
+                     "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=1",
+                     root=tmp_path, env=slurm.env, timeout=480)
     assert result.returncode == 1, result.stderr
-    [row] = _summary(_sweep_dir(tmp_path))
-    assert row["status"].startswith("timed out: the job neared hydra.launcher.timeout_min"), row
+    sweep = _sweep_dir(tmp_path)
+    [row] = _summary(sweep)
+    assert row["status"].startswith("timed out: the job neared hydra.launcher.timeout_min and was not requeued "
+                                    "(timed-out too many times)"), row
     assert "timed out" in result.stdout  # the terminal's table too
+    [log] = sweep.glob(".submitit/*/*_log.out")
+    assert "Requeued job" in log.read_text()
+    [job_id] = [d.name for d in (sweep / ".submitit").iterdir() if d.is_dir() and d.name.isdigit()]
+    assert "Restarts=1" in subprocess.run(["scontrol", "show", "job", job_id], env=slurm.env, capture_output=True,
+                                          text=True).stdout
 
 
 def test_a_sweep_the_scheduler_refuses_fails_in_one_line(slurm: LocalSlurm, tmp_path: Path) -> None:

@@ -47,13 +47,19 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _out_of_time(exc: BaseException) -> str | None:
+def _out_of_time(exc: BaseException | None) -> str | None:
     """The line for a Slurm job whose time ran out: submitit's handler of the warning signal raises its
-    UncompletedJobError inside the job when it does not requeue it (requeues spent, or nothing to resume)."""
-    if type(exc).__module__.startswith("submitit") and "timed-out" in str(exc):
-        reason = str(exc).split("because:", 1)[-1].strip().rstrip(".")
-        return (f"{sweep.TIMED_OUT}: the job neared hydra.launcher.timeout_min and was not requeued ({reason}); "
-                "raise timeout_min or max_num_timeout")
+    UncompletedJobError inside the job when it does not requeue it (requeues spent, or nothing to resume).
+    Raised wherever the job was, it may come wrapped by the code it interrupted (inspect's `unsupported
+    callable`): the whole chain is searched."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__module__.startswith("submitit") and "timed-out" in str(exc):
+            reason = str(exc).split("because:", 1)[-1].strip().rstrip(".")
+            return (f"{sweep.TIMED_OUT}: the job neared hydra.launcher.timeout_min and was not requeued "
+                    f"({reason}); raise timeout_min or max_num_timeout")
+        exc = exc.__cause__ or exc.__context__
     return None
 
 

@@ -33,7 +33,8 @@ class _WaitForAll(BaseSubmititLauncher):
         settings = dict(self.params)
         folder = settings.pop("submitit_folder")
         # the executor's own settings are prefixed with its name, but for those every executor shares
-        init = {f"{self._EXECUTOR}_max_num_timeout": settings.pop("max_num_timeout")} if "max_num_timeout" in settings else {}
+        init = ({f"{self._EXECUTOR}_max_num_timeout": settings.pop("max_num_timeout")}
+                if "max_num_timeout" in settings else {})
         executor = submitit.AutoExecutor(folder=folder, cluster=self._EXECUTOR, **init)
         shared = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(**{k if k in shared else f"{self._EXECUTOR}_{k}": v for k, v in settings.items()})

@@ -122,6 +122,27 @@ def test_jobs_the_scheduler_ended_are_listed_with_how_it_ended(tmp_path: Path) -
     assert [r[headers.index("seed")] for r in rows] == ["1", "2", "3", "5", "4"]
 
 
+def test_a_job_stopped_by_its_time_limit_says_so_wherever_the_signal_found_it() -> None:
+    """submitit's signal handler raises inside whatever the job was running; code that wraps exceptions
+    (inspect.getfullargspec's `unsupported callable`) must not hide that the time ran out."""
+    from submitit.core.utils import UncompletedJobError
+
+    from xai_cli.app import describe_failure
+
+    def interrupted() -> None:
+        try:
+            raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+        except Exception as ex:
+            raise TypeError("unsupported callable") from ex
+
+    with pytest.raises(TypeError) as info:
+        interrupted()
+    assert describe_failure(info.value) == ("timed out: the job neared hydra.launcher.timeout_min and was not "
+                                            "requeued (timed-out too many times); raise timeout_min or "
+                                            "max_num_timeout")
+    assert describe_failure(ValueError("bad")) == "ValueError: bad"
+
+
 def _markdown_cells(line: str) -> list[str]:
     """The cells of one Markdown table row, as a renderer splits them (an escaped pipe stays in its cell)."""
     import re

@@ -63,11 +63,12 @@ class _WaitForAll(BaseSubmititLauncher):
             for number, overrides, job in zip(numbers, job_overrides, jobs):
                 try:
                     returns.append(job.results()[0])
-                except UncompletedJobError:  # FailedJobError too: the job died outside our task
-                    ends[number] = {"state": str(job.state), "scheduler_id": str(job.job_id),
-                                    "overrides": list(overrides)}
+                except UncompletedJobError as exc:  # FailedJobError too: the job died outside our task
+                    # submitit's time-limit handler fired before our task ran: the scheduler says COMPLETED
+                    state = "TIMEOUT" if "timed-out" in str(exc) else str(job.state)
+                    ends[number] = {"state": state, "scheduler_id": str(job.job_id), "overrides": list(overrides)}
                     log.error("#%d (%s job %s) ended without a result: %s", number, self._EXECUTOR, job.job_id,
-                              job.state)
+                              state)
                     # completed with no value, as a job that failed inside the task returns: the sweep goes on
                     returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None))
         except KeyboardInterrupt:

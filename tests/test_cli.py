@@ -72,6 +72,7 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path: Path) -> None:
         (["trainer.max_epoch=1"], "unknown option 'trainer.max_epoch'"),
         (["dataset=npz"], "dataset.file must be set"),
         (["analysis.splits=[test]"], "analysis.splits is now train.splits"),
+        (["--bogus"], "unknown flag --bogus: xai train takes -m/--multirun"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path: Path, args: list[str], expected: str) -> None:

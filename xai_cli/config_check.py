@@ -111,8 +111,18 @@ def _first(override: Override) -> str:
     return override.input_line or ""
 
 
+# The flags of @hydra.main's own parser, which a command forwards (anything else would get argparse's usage)
+HYDRA_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r",
+               "--run", "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn",
+               "--config-name", "-cd", "--config-dir", "--experimental-rerun", "-i", "--info"}
+
+
 def preflight(command: str, args: list[str], config_dir: Path) -> None:
     """Raise UserError (one line) if the overrides cannot make a valid config for `command`."""
+    flags = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in HYDRA_FLAGS]
+    if flags:
+        raise UserError(f"unknown flag {flags[0]}: xai {command} takes -m/--multirun, --cfg job|hydra|all, "
+                        f"--resolve, Hydra's --info and --hydra-help, and key=value overrides (xai {command} --help)")
     tokens = override_tokens(args)
     try:
         overrides = OverridesParser.create().parse_overrides(tokens)

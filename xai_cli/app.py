@@ -55,7 +55,7 @@ def _out_of_time(exc: BaseException | None) -> str | None:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if type(exc).__module__.startswith("submitit") and "timed-out" in str(exc):
+        if type(exc).__module__.startswith("submitit") and sweep.SUBMITIT_TIMED_OUT in str(exc):
             reason = str(exc).split("because:", 1)[-1].strip().rstrip(".")
             return (f"{sweep.TIMED_OUT}: the job neared hydra.launcher.timeout_min and was not requeued "
                     f"({reason}); raise timeout_min or max_num_timeout")
@@ -130,12 +130,13 @@ def launch(command: str, args: list[str]) -> None:
         # the launcher raised (Ctrl-C, sbatch refused, or a plain submitit launcher on a job that left no
         # result): the summary still lists every job as far as it got
         sys.argv, sys.stderr = saved_argv, saved_stderr
-        if not sweep.summarise_sweep(sweep.started)[1]:  # nothing was submitted (the controller unreachable)
+        table = sweep.summarise_sweep(sweep.started)
+        if not table[1]:  # nothing was submitted (the controller unreachable)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise RunFailed(f"the sweep stopped before any job started: {describe_failure(exc)}",
                             sweep.started) from exc
-        outcome = sweep.summarise_and_print(sweep.started)
+        outcome = sweep.summarise_and_print(sweep.started, table)
         still = (f"jobs a scheduler runs go on and write into {sweep.started} (`xai report {sweep.started}` "
                  "summarises them again; scancel stops them)")
         if isinstance(exc, KeyboardInterrupt):

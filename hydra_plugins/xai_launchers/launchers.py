@@ -57,6 +57,9 @@ class _WaitForAll(BaseSubmititLauncher):
               job_overrides: Sequence[Sequence[str]]) -> list[JobReturn]:
         from submitit.core.utils import UncompletedJobError
 
+        # imported here, not with the module: Hydra imports every plugin at each start
+        from xai_cli.report.sweep import SUBMITIT_TIMED_OUT, write_scheduler_record
+
         returns: list[JobReturn] = []
         ends: dict[int, dict[str, Any]] = {}
         try:
@@ -64,8 +67,8 @@ class _WaitForAll(BaseSubmititLauncher):
                 try:
                     returns.append(job.results()[0])
                 except UncompletedJobError as exc:  # FailedJobError too: the job died outside our task
-                    # submitit's time-limit handler fired before our task ran: the scheduler says COMPLETED
-                    state = "TIMEOUT" if "timed-out" in str(exc) else str(job.state)
+                    # (submitit's time-limit handler firing before our task ran: the scheduler says COMPLETED)
+                    state = "TIMEOUT" if SUBMITIT_TIMED_OUT in str(exc) else str(job.state)
                     ends[number] = {"state": state, "scheduler_id": str(job.job_id), "overrides": list(overrides)}
                     log.error("#%d (%s job %s) ended without a result: %s", number, self._EXECUTOR, job.job_id,
                               state)
@@ -78,8 +81,6 @@ class _WaitForAll(BaseSubmititLauncher):
             raise
         finally:
             if ends:
-                from xai_cli.report.sweep import write_scheduler_record  # Hydra imports plugins on every start
-
                 write_scheduler_record(sweep_dir, ends)
         return returns
 

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 SHIMS = Path(__file__).parent / "shims"
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -37,13 +38,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _program(name: str) -> str | None:
+    """A daemon or client of Slurm or munge (daemons live in /usr/sbin, often not on a user's PATH)."""
+    sbin = Path("/usr/sbin", name)
+    return shutil.which(name) or (str(sbin) if sbin.exists() else None)
+
+
 def missing_programs() -> list[str]:
-    return [p for p in (*DAEMONS, *CLIENTS) if shutil.which(p) is None
-            and not Path("/usr/sbin", p).exists()]
-
-
-def _program(name: str) -> str:
-    return shutil.which(name) or str(Path("/usr/sbin", name))
+    return [p for p in (*DAEMONS, *CLIENTS) if _program(p) is None]
 
 
 def _slurm_conf(root: Path, cpus: int, memory_mb: int) -> str:
@@ -93,6 +95,7 @@ class LocalSlurm:
         self.root = root
         self.conf = root / "slurm.conf"
         self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: list[IO[bytes]] = []
         self.env = {**os.environ, "SLURM_CONF": str(self.conf), "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}"}
 
     def start(self, timeout_s: float = 60) -> None:
@@ -102,14 +105,14 @@ class LocalSlurm:
                                      "`make test-cluster` installs them as root)")
         for sub in ("munge", "state", "spool", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root / "munge", 0o700)
-        key = self.root / "munge" / "munge.key"
+        munge = self.root / "munge"
+        os.chmod(munge, 0o700)
+        key = munge / "munge.key"
         key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
         memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
         self.conf.write_text(_slurm_conf(self.root, os.cpu_count() or 1, memory_mb))
 
-        munge = self.root / "munge"
         self._spawn("munged", [_program("munged"), "--foreground", "--force", f"--socket={munge / 'munge.socket'}",
                                f"--key-file={key}", f"--pid-file={munge / 'munged.pid'}",
                                f"--log-file={self.root / 'log' / 'munged.log'}", f"--seed-file={munge / 'seed'}"])
@@ -126,8 +129,9 @@ class LocalSlurm:
     def _run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=30)
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str | None]) -> None:
         log = open(self.root / "log" / f"{name}.out", "wb")
+        self._logs.append(log)
         self.procs[name] = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
 
@@ -169,6 +173,8 @@ class LocalSlurm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        for log in self._logs:
+            log.close()
 
     def squeue(self) -> str:
         return self._run("squeue", "-h", "-o", "%i %T").stdout

@@ -233,7 +233,6 @@ def test_a_lock_held_too_long_gives_up_in_one_line_naming_the_file(tmp_path: Pat
 
     cfg = _cfg("classifiers=[logreg]")
     key = model_key(cfg.classifiers.logreg, cfg.dataset, cfg.trainer, cfg.seed)
-    tmp_path.mkdir(exist_ok=True)
     holder = FileLock(str(tmp_path / f"{key[:16]}.lock"))
     holder.acquire()
     try:

@@ -111,6 +111,7 @@ def summarise_sweep(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
 
 # Scheduler states (Slurm's, submitit's local ones) in words
 TIMED_OUT = "timed out"  # also how a job's error.txt starts when its time limit stopped it
+SUBMITIT_TIMED_OUT = "timed-out"  # in submitit's message when its time-limit handler does not requeue a job
 _STATES = {"CANCELLED": "cancelled", "TIMEOUT": TIMED_OUT, "OUT_OF_MEMORY": "out of memory",
            "PREEMPTED": "preempted", "NODE_FAIL": "node failed", "INTERRUPTED": "killed", "FAILED": "failed",
            "RUNNING": "still running", "PENDING": "still queued"}
@@ -129,8 +130,12 @@ def _linked(sweep_dir: Path, rows: list[list[Any]]) -> list[list[Any]]:
             for r in rows]
 
 
-def write_sweep_summary(sweep_dir: Path) -> Path:
-    headers, rows = summarise_sweep(sweep_dir)
+Table = tuple[list[str], list[list[Any]]]
+
+
+def write_sweep_summary(sweep_dir: Path, table: Table | None = None) -> Path:
+    """summary.{csv,json,md,html} of the sweep (`table`: its summarise_sweep, when already read)."""
+    headers, rows = table or summarise_sweep(sweep_dir)
     buf = io.StringIO()
     csv.writer(buf).writerows([headers, *rows])
     atomic_write(sweep_dir / "summary.csv", buf.getvalue())
@@ -177,11 +182,11 @@ class SweepSummaryCallback(Callback):
             summarise_and_print(sweep_dir)
 
 
-def summarise_and_print(sweep_dir: Path) -> SweepOutcome:
+def summarise_and_print(sweep_dir: Path, table: Table | None = None) -> SweepOutcome:
     """Write the summary files and print the table; the outcome is kept for the CLI's exit status."""
     global last_outcome
-    path = write_sweep_summary(sweep_dir)
-    headers, rows = summarise_sweep(sweep_dir)
+    headers, rows = table or summarise_sweep(sweep_dir)
+    path = write_sweep_summary(sweep_dir, (headers, rows))
     failed = sum(r[headers.index("status")] != "ok" for r in rows)
     last_outcome = SweepOutcome(path, len(rows), failed)
     # printed, not logged: Hydra has already closed the jobs' logging, and this table is the sweep's answer

@@ -108,6 +108,7 @@ class GANModule(L.LightningModule):
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.batches_in_epoch = 0
+        self._resume: dict[str, Any] | None = None  # from a checkpoint, applied when training starts
 
     @property
     def classifier(self) -> Any:
@@ -125,21 +126,21 @@ class GANModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.first = checkpoint.get("xai_first_losses", {})
         self.pl_mean = checkpoint.get("xai_pl_mean", 0.0)
-        self._resume_state = checkpoint
+        if "xai_rng" in checkpoint:
+            self._resume = {"rng": checkpoint["xai_rng"], "batches": int(checkpoint.get("xai_batches_in_epoch", 0))}
 
     def on_train_start(self) -> None:
         if self.aux_weight > 0:
             self.classifier.to(self.device).eval().requires_grad_(False)
-        resumed = getattr(self, "_resume_state", None)
-        if resumed is not None and "xai_rng" in resumed:  # restored here: Lightning's own setup draws before
-            torch.set_rng_state(resumed["xai_rng"]["cpu"])
-            if "cuda" in resumed["xai_rng"] and self.device.type == "cuda":
-                torch.cuda.set_rng_state(resumed["xai_rng"]["cuda"])
-            self.batches_in_epoch = int(resumed.get("xai_batches_in_epoch", 0))
+        if self._resume is not None:  # restored here: Lightning's own setup draws before
+            torch.set_rng_state(self._resume["rng"]["cpu"])
+            if "cuda" in self._resume["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(self._resume["rng"]["cuda"])
+            self.batches_in_epoch = self._resume["batches"]
             sampler = getattr(self.trainer.train_dataloader, "sampler", None)
             if isinstance(sampler, EpochShuffle):
                 sampler.skip = self.batches_in_epoch * self.trainer.train_dataloader.batch_size
-        self._resume_state = None
+            self._resume = None
 
     def on_train_epoch_start(self) -> None:  # not called for an epoch a resumed run re-enters
         self.batches_in_epoch = 0

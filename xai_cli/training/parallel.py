@@ -60,6 +60,10 @@ def _strategy_name(trainer_cfg: Mapping[str, Any]) -> str:
     return str(strategy if isinstance(strategy, str) else (strategy or {}).get("_target_", strategy))
 
 
+def _spawns(trainer_cfg: Mapping[str, Any]) -> bool:
+    return any(_strategy_name(trainer_cfg).startswith(s) for s in SPAWNING)
+
+
 def check_parallel(trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> None:
     """Refuse, in one line, a multi-process setting that would re-run the command per device, or a Slurm job
     of several tasks (each task would be a whole xai run)."""
@@ -67,20 +71,18 @@ def check_parallel(trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] = 
     if tasks > 1:
         raise UserError(f"this Slurm job has {tasks} tasks, and each would run the whole command: use one task "
                         "per job (hydra.launcher.tasks_per_node=1) and train on several devices with trainer=ddp")
-    if world_size(trainer_cfg) <= 1:
-        return
-    strategy = _strategy_name(trainer_cfg)
-    if not any(strategy.startswith(s) for s in SPAWNING):
-        raise UserError(f"trainer.strategy={strategy} on {world_size(trainer_cfg)} devices re-runs the whole command "
-                        "once per device: use trainer=ddp (ddp_spawn: this process owns the model store and "
-                        "the report) or trainer.strategy=ddp_spawn")
+    processes = world_size(trainer_cfg)
+    if processes > 1 and not _spawns(trainer_cfg):
+        raise UserError(f"trainer.strategy={_strategy_name(trainer_cfg)} on {processes} devices re-runs the whole "
+                        "command once per device: use trainer=ddp (ddp_spawn: this process owns the model store "
+                        "and the report) or trainer.strategy=ddp_spawn")
 
 
 def cluster_plugins(trainer_cfg: DictConfig | Mapping[str, Any]) -> list[Any]:
     """Spawned workers take their ranks from the spawn. Inside a Slurm job Lightning would read them from the
     job's environment instead (SLURM_PROCID: rank 0 for every worker, which then collide on one port), so a
     spawning strategy gets Lightning's own environment."""
-    if world_size(trainer_cfg) <= 1 or not any(_strategy_name(trainer_cfg).startswith(s) for s in SPAWNING):
+    if world_size(trainer_cfg) <= 1 or not _spawns(trainer_cfg):
         return []
     from lightning.pytorch.plugins.environments import LightningEnvironment
 

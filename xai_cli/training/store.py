@@ -54,8 +54,9 @@ def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictC
     # share of every epoch (fewer optimiser steps). Single-device entries keep the key they always had.
     if "precision" in trainer:
         trainer["precision"] = effective_precision(trainer_cfg)
-    if world_size(trainer_cfg) > 1:
-        trainer["world_size"] = world_size(trainer_cfg)
+    processes = world_size(trainer_cfg)
+    if processes > 1:
+        trainer["world_size"] = processes
     # the "classifier" key names any stored model's config (kept so existing store entries stay valid)
     payload = {"format": STORE_FORMAT, "classifier": _plain(model_cfg), "dataset": dataset,
                "trainer": trainer, "seed": int(seed)}
@@ -142,7 +143,7 @@ class ModelStore:
             return StoredModel(name, model, key, entry, meta, trained_now=True)
         finally:
             lock.release()
-            if self.entry_dir(name, key).is_dir():
+            if entry is not None and entry.is_dir():
                 # a lock is needed only while its entry is missing: runs that come later read the entry
                 # without it, and one still waiting holds the old file open and finds the entry there
                 with contextlib.suppress(OSError):

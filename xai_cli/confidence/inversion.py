@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from xai_cli.confidence.evaluation import Classify, Generate
+from xai_cli.utils.progress import track
 
 
 @dataclass
@@ -34,7 +35,7 @@ def invert(generate: Generate, x: torch.Tensor, label: int, msp: float, latent_d
     labels = torch.full((restarts,), int(label), dtype=torch.long)
     msps = torch.full((restarts,), float(msp))
     optimiser = torch.optim.Adam([z], lr=lr)
-    for _ in range(int(steps)):
+    for _ in track(range(int(steps)), f"inverting an image of class {label}"):
         mse = (generate(z, labels, msps).reshape(restarts, -1) - target).pow(2).mean(1)
         prior = (z.pow(2).mean(1) - 1.0).pow(2)
         optimiser.zero_grad()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai_cli.models.classifiers.base import Classifier
+from xai_cli.utils.progress import snake_case, track
 
 
 class NotApplicable(Exception):
@@ -44,9 +45,23 @@ class Explainer(ABC):
         """Attributions (N, H, W) for inputs (N, C, H, W) and target classes (N,), in batches."""
         self.check(model)
         use_fast_layout(model)
+        starts = range(0, len(x), self.batch_size)
+        if len(starts) > 1:
+            starts = track(starts, f"{self.name}: batches of {self.batch_size}", total=len(starts))  # type: ignore[assignment]
         maps = [self._explain_batch(model, x[i : i + self.batch_size], target[i : i + self.batch_size])
-                for i in range(0, len(x), self.batch_size)]
+                for i in starts]
         return torch.cat(maps).detach().cpu()
+
+    @property
+    def name(self) -> str:
+        """The method's name as its config spells it ("kernel_shap"), for progress and messages."""
+        return snake_case(type(self).__name__)
+
+    def each_image(self, x: torch.Tensor, target: torch.Tensor) -> Iterator[tuple[np.ndarray, int]]:
+        """(H, W, C) image and target class, one at a time with progress: for the methods that explain an
+        image at a time (seconds each on a CPU), where a batch's bar alone would not move."""
+        pairs = zip(as_numpy_images(x), target.tolist())
+        return track(pairs, f"{self.name}: images", total=len(x)) if len(x) > 1 else iter(pairs)
 
     @abstractmethod
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

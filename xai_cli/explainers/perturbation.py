@@ -81,7 +81,7 @@ class KernelShapExplainer(SuperpixelExplainer):
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         f = probability_function(model)
         maps = []
-        for image, t in zip(as_numpy_images(x), target.tolist()):
+        for image, t in self.each_image(x, target):
             segments = self.segments_of(image)
             values = kernel_shap_values(
                 lambda batch: f(torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device_of(model))),
@@ -137,7 +137,7 @@ class LimeExplainer(SuperpixelExplainer):
     def _explain_batch(self, model: Classifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         f = probability_function(model)
         maps = []
-        for image, t in zip(as_numpy_images(x), target.tolist()):
+        for image, t in self.each_image(x, target):
             segments = self.segments_of(image)
             weights = lime_superpixel_weights(
                 lambda batch: f(torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device_of(model))),
@@ -190,7 +190,7 @@ class PartitionShapExplainer(Explainer):
         masker = shap.maskers.Image(np.full(images.shape[1:], self.mask_value), images.shape[1:])
         explainer = shap.PartitionExplainer(predict, masker)
         maps = []
-        for image, t in zip(images, target.tolist()):
+        for image, t in self.each_image(x, target):
             values = explainer(image[None], max_evals=self.max_evals, outputs=[t], silent=True).values
             maps.append(torch.from_numpy(np.asarray(values)[0, ..., 0].sum(-1)).float())  # (H, W, C, 1) -> (H, W)
         return torch.stack(maps)

@@ -30,7 +30,7 @@ from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError, first_line
 from xai_cli.models.generators.conditional_gan import ConditionalGAN
 from xai_cli.training.fit import FitResult
-from xai_cli.training.trainer import build_trainer, ctrl_c_passes_through
+from xai_cli.training.trainer import FitBar, build_trainer, ctrl_c_passes_through
 from xai_cli.utils.progress import interactive
 
 log = logging.getLogger("xai")
@@ -297,7 +297,9 @@ class GANFit:
                             generator=torch.Generator().manual_seed(seed))  # its own: it draws a seed per epoch
         module = GANModule(gan, classifier, **self.module_settings)
         torch.manual_seed(seed)
-        callbacks: list[L.Callback] = [] if interactive() else [StepLines(label, self.steps)]
+        # manual optimisation: Lightning's global step counts both optimisers' steps, two per batch
+        callbacks: list[L.Callback] = [FitBar(label, self.steps, steps_per_batch=2) if interactive()
+                                       else StepLines(label, self.steps)]
         last = None
         if work_dir is not None:
             # manual optimisation: Lightning's global_step counts each optimiser's step, two per batch

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from xai_cli.training.parallel import check_parallel, cluster_plugins
-from xai_cli.utils.progress import interactive
+from xai_cli.utils.progress import interactive, progress_bar
 
 log = logging.getLogger("xai")
 
@@ -70,6 +70,49 @@ class EpochLines(L.Callback):
         values = "  ".join(f"{k} {float(v):.4f}" for k, v in shown.items() if v is not None)
         log.info("%s epoch %d/%d  %s  (%.1f s)", self.label, trainer.current_epoch + 1, trainer.max_epochs,
                  values, time.perf_counter() - self._start)
+
+
+class FitBar(L.Callback):
+    """In a terminal: the fit's batches as one task on the shared live display (xai_cli.utils.progress), the
+    epoch and the running losses in its description. Lightning's own bar would start a second live display
+    inside ours, which rich cannot nest (a consistency run crashed that way).
+
+    `total` batches (default: every epoch's); `steps_per_batch` is how far Lightning's global step moves per
+    batch (2 for the GAN's two optimisers), to start a resumed fit where it stopped."""
+
+    def __init__(self, label: str, total: int | None = None, steps_per_batch: int = 1) -> None:
+        self.label, self.total, self.steps_per_batch = label, total, steps_per_batch
+        self._bar: Any = None
+        self._advance: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        total = self.total
+        if total is None and trainer.max_epochs and trainer.max_epochs > 0:
+            per_epoch = trainer.num_training_batches
+            total = int(trainer.max_epochs * per_epoch) if per_epoch != float("inf") else None
+        self._bar = progress_bar(self.label, total)
+        self._advance = self._bar.__enter__()
+        self._advance(trainer.global_step // self.steps_per_batch)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self._advance is None:
+            return
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        values = "  ".join(f"{k} {float(v):.3f}" for k, v in list(trainer.progress_bar_metrics.items())[:3])
+        self._advance(1, description=f"{self.label} epoch {trainer.current_epoch + 1}{epochs}  {values}")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            bar, self._bar, self._advance = self._bar, None, None
+            bar.__exit__(None, None, None)
 
 
 class FitRecord(L.Callback):
@@ -123,8 +166,8 @@ def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides:
         "max_epochs": trainer_cfg.get("max_epochs") or epochs,
         "logger": False,
         "enable_checkpointing": False,
-        "enable_progress_bar": interactive(),
-        "callbacks": [FitRecord(), CloseProcessGroup()] + ([] if interactive() else [EpochLines(label)]),
+        "enable_progress_bar": False,  # ours (FitBar) shares the one live display with every other loop
+        "callbacks": [FitRecord(), CloseProcessGroup(), FitBar(label) if interactive() else EpochLines(label)],
         "default_root_dir": tempfile.gettempdir(),
     }
     if not trainer_cfg.get("plugins"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TextIO
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,3 +26,20 @@ class JobNumber(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.job = self.label
         return True
+
+
+class Console(logging.StreamHandler):
+    """Writes each line to whatever `sys.stderr` is at that moment. A live progress display swaps in a proxy
+    that prints lines above its bars; a handler holding the stream it was configured with would write
+    through the bars instead."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # logging's constructor and setStream assign it; sys.stderr rules
+        pass

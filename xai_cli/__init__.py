@@ -28,6 +28,7 @@ _EXPORTS = {
     "consistency": ("xai_cli.api", "consistency"),
     "uncertainty": ("xai_cli.api", "uncertainty"),
     "load": ("xai_cli.api", "load"),
+    "tracked": ("xai_cli.api", "tracked"),
     "model_spec": ("xai_cli.api", "model_spec"),
     "module_spec": ("xai_cli.api", "module_spec"),
     "load_model": ("xai_cli.models.files", "load_model"),

@@ -8,9 +8,13 @@ store.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
+from contextvars import ContextVar
+from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -33,9 +37,10 @@ from xai_cli.data.base import ArrayDataModule
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer
 from xai_cli.models.adapters import Outputs, as_classifier
+from xai_cli.tracking import RunName, Tracking, check_trackers, flat_params, tracking_run
 from xai_cli.training.store import ModelStore
 
-__all__ = ["explain", "discrepancy", "consistency", "counterfactual", "uncertainty", "train", "load", "model_spec",
+__all__ = ["tracked", "explain", "discrepancy", "consistency", "counterfactual", "uncertainty", "train", "load", "model_spec",
            "module_spec", "classifier_names", "explainer_names", "generator_names"]
 
 # A model: a classifier name xai trains (e.g. "cnn"), a ModelSpec, a torch.nn.Module, a fitted scikit-learn
@@ -43,6 +48,87 @@ __all__ = ["explain", "discrepancy", "consistency", "counterfactual", "uncertain
 ModelLike = Union[str, ModelSpec, Any]
 Models = Union[Mapping[str, ModelLike], Sequence[str]]
 Data = Union[ArrayDataModule, str]
+R = TypeVar("R")
+
+
+class tracked:
+    """Track every analysis called inside, as the CLI's `logger=...` does: each call is one tracked run (its
+    arguments as parameters, its numbers as metrics, its run directory as artifacts), models trained during
+    it log their curves there, and the result is also saved as a run directory under the output folder.
+
+    Args:
+        logger: a tracker (`"mlflow"`, `"tensorboard"`, `"csv"`, `"wandb"`) or several (`["csv", "mlflow"]`).
+        output_dir: where run directories (and the local trackers' files) go (default: the CLI's outputs/).
+        **settings: that tracker's settings (`tracking_uri=...`), or `{"<tracker>.<setting>": ...}` with several.
+
+    Example:
+        >>> import xai_cli as xai
+        >>> with xai.tracked("mlflow", tracking_uri="http://127.0.0.1:5000"):  # doctest: +SKIP
+        ...     xai.explain(["cnn"], "digits", explainers=["saliency"])
+    """
+
+    def __init__(self, logger: str | Sequence[str], *, output_dir: str | Path | None = None, **settings: Any) -> None:
+        names = [logger] if isinstance(logger, str) else list(logger)
+        overrides = [f"logger=[{','.join(names)}]"]
+        if output_dir is not None:
+            overrides.append(f"paths.output_dir={Path(output_dir).resolve()}")
+        cfg = compose("train", overrides)
+        prefix = f"{names[0]}." if len(names) == 1 else ""
+        for key, value in settings.items():
+            tracker, _, setting = f"{prefix}{key}".partition(".")
+            if tracker not in cfg.logger or setting not in cfg.logger[tracker]:
+                valid = [f"{n}.{k}" for n in cfg.logger for k in cfg.logger[n] if k != "_target_"]
+                raise UserError(f"logger has no setting {prefix}{key}; valid: {', '.join(valid)}")
+            cfg.logger[tracker][setting] = value
+        self.loggers = OmegaConf.to_container(cfg.logger, resolve=True)
+        self.output_dir = Path(str(OmegaConf.select(cfg, "paths.output_dir")))
+        check_trackers(OmegaConf.create(self.loggers))
+        self._token: Any = None
+
+    def __enter__(self) -> "tracked":
+        self._token = _tracking_plan.set(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _tracking_plan.reset(self._token)
+
+
+_tracking_plan: ContextVar[tracked | None] = ContextVar("xai_api_tracking", default=None)
+
+
+def _tracked_analysis(analysis: Callable[..., R]) -> Callable[..., R]:
+    """An API analysis that, inside `tracked(...)`, is one tracked run saved as a run directory."""
+    command = analysis.__name__
+
+    @functools.wraps(analysis)
+    def run(*args: Any, **kwargs: Any) -> R:
+        plan = _tracking_plan.get()
+        if plan is None:
+            return analysis(*args, **kwargs)
+        bound = inspect.signature(analysis).bind(*args, **kwargs)
+        params = {k: v if isinstance(v, (int, float, str, bool)) or v is None else _described(v)
+                  for k, v in flat_params(bound.arguments).items()}
+        run_dir = plan.output_dir / command / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+        tracking = Tracking.start(plan.loggers, RunName(command, run_dir, plan.output_dir))
+        try:
+            with tracking_run(tracking):
+                result = analysis(*args, **kwargs)
+        except Exception:
+            if tracking is not None:
+                tracking.finish(params, None, None, "failed")
+            raise
+        result.save(run_dir)  # type: ignore[attr-defined]
+        if tracking is not None:
+            tracking.finish(params, result.metrics, run_dir)  # type: ignore[attr-defined]
+        return result
+
+    return run
+
+
+def _described(value: Any) -> str:
+    """A parameter that is an object (your model, a dataset): its type, not its whole repr."""
+    text = value if isinstance(value, str) else getattr(value, "name", None) or type(value).__name__
+    return str(text)[:250]
 
 
 def classifier_names() -> list[str]:
@@ -224,6 +310,7 @@ def _context(data: ArrayDataModule, cfg: DictConfig) -> RunContext:
     return RunContext(data, ModelStore.from_paths(cfg.paths), cfg.trainer, int(cfg.seed))
 
 
+@_tracked_analysis
 def train(models: Models, data: Data, *, seed: int = 0, model_dir: str | Path | None = None,
           trainer: Mapping[str, Any] | None = None, splits: Sequence[str] = SPLITS,
           outputs: Outputs = "logits") -> TrainResult:
@@ -257,6 +344,7 @@ def train(models: Models, data: Data, *, seed: int = 0, model_dir: str | Path | 
     return evaluate(ctx, _models(models, ctx, cfg, outputs), splits)
 
 
+@_tracked_analysis
 def explain(models: Models, data: Data, *, explainers: Sequence[str | Explainer] | Mapping[str, str | Explainer] | None = None,
             n_images: int = 16, indices: Sequence[int] | None = None, target: str = "predicted",
             background_size: int = 64, faithfulness: Mapping[str, Any] | None = None,
@@ -307,6 +395,7 @@ def explain(models: Models, data: Data, *, explainers: Sequence[str | Explainer]
     return explain_models(ctx, _models(models, ctx, cfg, outputs), instances, settings)
 
 
+@_tracked_analysis
 def discrepancy(models: Models, data: Data, *, space: str = "latent", generator: Mapping[str, Any] | None = None,
                 seed: int = 0, model_dir: str | Path | None = None, trainer: Mapping[str, Any] | None = None,
                 outputs: Outputs = "logits", **settings: Any) -> DiscrepancyResult:
@@ -345,6 +434,7 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
     return find_discrepancies(ctx, _models(models, ctx, cfg, outputs), searched, s, vae)
 
 
+@_tracked_analysis
 def consistency(architectures: Models, data: Data, *, perturbation: str = "all", copies: int = 3,
                 explainers: Sequence[str | Explainer] | Mapping[str, str | Explainer] | None = None,
                 model_agnostic_explainer: str = "kernel_shap", n_per_class: int = 30, test_size: float = 0.3,
@@ -403,6 +493,7 @@ def consistency(architectures: Models, data: Data, *, perturbation: str = "all",
     return measure_consistency(_context(data, cfg), architectures_, factories, fallback, s)
 
 
+@_tracked_analysis
 def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | None = None,
                    target: str | int = "second", n_images: int = 8, indices: Sequence[int] | None = None,
                    figure_images: int = 12, method_settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -456,6 +547,7 @@ def counterfactual(model: ModelLike, data: Data, *, methods: Sequence[str] | Non
     return find_counterfactuals(ctx, handle, vae, chosen, s, settings)
 
 
+@_tracked_analysis
 def uncertainty(model: ModelLike | None, data: Data, *, generator: str | None = None,
                 generator_settings: Mapping[str, Any] | None = None, seed: int = 0,
                 model_dir: str | Path | None = None, trainer: Mapping[str, Any] | None = None,

@@ -27,6 +27,7 @@ from xai_cli.config_check import preflight
 from xai_cli.errors import first_line, user_error_in
 from xai_cli.report import sweep
 from xai_cli.report.writer import RunReport, atomic_write
+from xai_cli.tracking import RunName, Tracking, flat_params, swept, tracking_run
 
 log = logging.getLogger("xai")
 
@@ -77,20 +78,35 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _run_name(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> RunName:
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return RunName(hydra_cfg.job.name, run_dir, Path(cfg.paths.output_dir))
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    return RunName(hydra_cfg.job.name, run_dir, Path(cfg.paths.output_dir), sweep_dir.name, int(hydra_cfg.job.num),
+                   swept(sweep_dir, list(hydra_cfg.overrides.task)))
+
+
 def run_task(cfg: DictConfig) -> dict[str, Any] | None:
     """The Hydra task of every command: run the configured analysis into this job's run directory."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    tracking = None
     try:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        tracking = Tracking.start(cfg.get("logger"), _run_name(cfg, hydra_cfg, run_dir))
         runner = instantiate(cfg.analysis)
-        metrics = runner.run(cfg, RunReport(run_dir))
+        with tracking_run(tracking):
+            metrics = runner.run(cfg, RunReport(run_dir))
         log.info("report: %s", run_dir / "report.html")
+        if tracking is not None:  # after the report: a tracker that fails now costs its copy only
+            tracking.finish(flat_params(OmegaConf.to_container(cfg, resolve=True)), metrics, run_dir)
         return metrics
     except Exception as exc:
         message = describe_failure(exc)
         atomic_write(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
+        if tracking is not None:
+            tracking.finish(flat_params(OmegaConf.to_container(cfg, resolve=True)), None, run_dir, "failed")
         if multirun:  # one failing job must not stop the sweep; the summary lists it as failed
             log.error("job failed: %s (details: %s)", message, run_dir / "error.txt")
             return None

@@ -181,6 +181,10 @@ def preflight(command: str, args: list[str], config_dir: Path) -> None:
         from xai_cli.training.parallel import check_parallel  # imports torch: only once a run is asked for
 
         _raise_user_errors(lambda: check_parallel(final.trainer))
+    if isinstance(final.get("logger"), DictConfig) and final.logger:
+        from xai_cli.tracking import check_trackers  # imports Lightning: only when a tracker is asked for
+
+        check_trackers(final.logger)
     _check_dataset(final)
     _check_generator(command, final)
     _check_fixed_models(command, final)

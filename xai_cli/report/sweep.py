@@ -56,14 +56,14 @@ def is_sweep_dir(path: Path) -> bool:
     return (path / "multirun.yaml").is_file()
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, float | int]:
+def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float | int]:
     """Numeric leaves of nested dicts as dotted keys (lists and strings are left out of the table)."""
     out: dict[str, float | int] = {}
     if isinstance(tree, dict):
         for key, value in tree.items():
             if not prefix and key == "schema_version":  # the file's layout, not a result
                 continue
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_numbers(value, f"{prefix}{key}."))
     elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
         out[prefix[:-1]] = tree
     return out
@@ -87,7 +87,7 @@ def summarise_sweep(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
         params = dict(o.split("=", 1) for o in overrides if "=" in o)
         end = ends.pop(int(job.name), None) if job.name.isdigit() else None
         if (job / METRICS).is_file():
-            metrics, status = _flatten(json.loads((job / METRICS).read_text())), "ok"
+            metrics, status = flatten_numbers(json.loads((job / METRICS).read_text())), "ok"
         elif (job / "error.txt").is_file():
             first = (job / "error.txt").read_text().splitlines()[0][:100]
             metrics, status = {}, first if first.startswith(TIMED_OUT) else f"failed: {first}"
@@ -180,6 +180,10 @@ class SweepSummaryCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
             summarise_and_print(sweep_dir)
+            if config.get("logger"):
+                from xai_cli.tracking import log_sweep_summary  # imports Lightning: only with a tracker
+
+                log_sweep_summary(config.logger, config.hydra.job.name, sweep_dir, Path(config.paths.output_dir))
 
 
 def summarise_and_print(sweep_dir: Path, table: Table | None = None) -> SweepOutcome:

@@ -18,7 +18,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from xai_cli.training.parallel import check_parallel, cluster_plugins
+from xai_cli.tracking import active
+from xai_cli.training.parallel import check_parallel, cluster_plugins, world_size
 from xai_cli.utils.progress import interactive, progress_bar
 
 log = logging.getLogger("xai")
@@ -172,4 +173,11 @@ def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides:
     }
     if not trainer_cfg.get("plugins"):
         settings["plugins"] = cluster_plugins(trainer_cfg)
+    tracking = active()
+    if tracking is not None:
+        if world_size(trainer_cfg) == 1:
+            settings["logger"] = tracking.fit_loggers(label)
+        else:  # spawned workers would each need their own connection to the tracker
+            log.info("%s: trained by %d processes; its curves are not tracked (the run's numbers are)", label,
+                     world_size(trainer_cfg))
     return instantiate(trainer_cfg, **{**settings, **overrides})

@@ -44,6 +44,9 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path: Path) -> None:
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # self-contained: every figure embedded
     assert "${" not in (run / "config.yaml").read_text()  # resolved
+    # no logger chosen (the default): no tracker wrote anything anywhere
+    assert not [p for p in ("tensorboard", "mlflow.db", "mlartifacts", "wandb") if (tmp_path / "outputs" / p).exists()]
+    assert not (run / "csv").exists() and not (tmp_path / "mlruns").exists()
     # models landed in the store; the Python API, same settings, finds the same entries, the same numbers
     assert len([p for p in (tmp_path / "models").iterdir() if p.is_dir()]) == 2
     again = xai.train(["cnn", "svm_rbf"], "digits", model_dir=tmp_path / "models",

@@ -23,8 +23,6 @@ from tests.conftest import FAST, load_json, only_run_dir, run_dirs, run_xai
 from xai_cli.errors import UserError
 from xai_cli.tracking import RunName, Tracking, check_trackers, metric_key
 
-TRACKER_FILES = ("tensorboard", "mlflow.db", "mlartifacts", "wandb")
-
 
 def _scalars(event_dir: Path) -> dict[str, list[float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -56,13 +54,6 @@ def test_csv_and_tensorboard_hold_the_training_curves_and_the_analysis_numbers(t
     assert "disagreement.logreg-small_cnn" in scalars or "disagreement.small_cnn-logreg" in scalars
 
 
-def test_without_a_logger_no_tracker_files_are_written(tmp_path: Path) -> None:
-    result = run_xai("train", "classifiers=[logreg]", root=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert not [p for p in TRACKER_FILES if (tmp_path / "outputs" / p).exists()]
-    assert not (only_run_dir(tmp_path) / "csv").exists() and not (tmp_path / "mlruns").exists()
-
-
 def test_an_unreachable_tracking_server_fails_in_one_line_before_training(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -72,12 +63,6 @@ def test_an_unreachable_tracking_server_fails_in_one_line_before_training(tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no tracking server answers there" in lines[0] and str(port) in lines[0]
     assert not run_dirs(tmp_path) and not (tmp_path / "models").exists()  # nothing ran, nothing trained
-
-
-def test_an_unknown_logger_names_the_trackers(tmp_path: Path) -> None:
-    result = run_xai("train", "logger=neptune", root=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown logger 'neptune'; valid: csv, mlflow, none, tensorboard, wandb"
 
 
 def test_a_missing_tracker_package_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from xai_cli.analysis.context import Model, ModelSpec, RunContext, is_fixed
+from xai_cli.analysis.context import Model, ModelSpec, RunContext, is_fixed, trainer_config
 from xai_cli.analysis.consistency import ConsistencyResult, ConsistencySettings, measure_consistency
 from xai_cli.analysis.counterfactual import (CounterfactualResult, CounterfactualSettings, build_methods,
                                              find_counterfactuals)
@@ -307,7 +307,7 @@ def _one(model: ModelLike) -> dict[str, ModelLike]:
 
 
 def _context(data: ArrayDataModule, cfg: DictConfig) -> RunContext:
-    return RunContext(data, ModelStore.from_paths(cfg.paths), cfg.trainer, int(cfg.seed))
+    return RunContext(data, ModelStore.from_paths(cfg.paths), trainer_config(cfg), int(cfg.seed))
 
 
 @_tracked_analysis

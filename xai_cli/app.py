@@ -24,7 +24,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from xai_cli.config import CONFIG_DIR
 from xai_cli.config_check import preflight
-from xai_cli.errors import first_line, user_error_in
+from xai_cli.errors import UserError, first_line, user_error_in
 from xai_cli.report import sweep
 from xai_cli.report.writer import RunReport, atomic_write
 from xai_cli.tracking import RunName, Tracking, flat_params, swept, tracking_run
@@ -78,6 +78,16 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def metric_value(metrics: dict[str, Any], key: str) -> float:
+    """The number a hyperparameter sweeper (Optuna) optimises: a dotted key of metrics.json."""
+    numbers = sweep.flatten_numbers(metrics)
+    if key not in numbers:
+        close = [k for k in numbers if k.split(".")[-1] == key.split(".")[-1]] or list(numbers)
+        raise UserError(f"optimized_metric={key} is not a number of this run's metrics.json; e.g. "
+                        f"{', '.join(close[:5])}")
+    return float(numbers[key])
+
+
 def _run_name(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> RunName:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return RunName(hydra_cfg.job.name, run_dir, Path(cfg.paths.output_dir))
@@ -101,7 +111,8 @@ def run_task(cfg: DictConfig) -> dict[str, Any] | None:
         log.info("report: %s", run_dir / "report.html")
         if tracking is not None:  # after the report: a tracker that fails now costs its copy only
             tracking.finish(flat_params(OmegaConf.to_container(cfg, resolve=True)), metrics, run_dir)
-        return metrics
+        optimized = cfg.get("optimized_metric")
+        return metric_value(metrics, str(optimized)) if optimized else metrics
     except Exception as exc:
         message = describe_failure(exc)
         atomic_write(run_dir / "error.txt", message + "\n\n" + traceback.format_exc())
@@ -129,9 +140,21 @@ class _WithoutHydraJobError:
         return getattr(self._stream, name)
 
 
+def _prints_job_config(args: list[str]) -> bool:
+    """`--cfg job` alone (not a sweep, not one package of it): what the config tree shows."""
+    flags = {a.split("=", 1)[0] for a in args if a.startswith("-")}
+    pairs = list(zip(args, args[1:]))
+    return (("--cfg", "job") in pairs or ("-c", "job") in pairs) and not flags & {"-m", "--multirun", "-p", "--package"}
+
+
 def launch(command: str, args: list[str]) -> None:
     """Check the overrides, then run `command` as a Hydra app with `args` as its command line."""
     preflight(command, args, CONFIG_DIR)
+    if _prints_job_config(args) and sys.stdout.isatty():
+        from xai_cli.config_print import print_config_tree
+
+        print_config_tree(command, [a for a in args if not a.startswith("-") and a != "job"], "--resolve" in args)
+        return
     # Exceptions must reach the CLI, which prints them as one line, rather than Hydra's report of them.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     saved_argv, saved_stderr = sys.argv, sys.stderr

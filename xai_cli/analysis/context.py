@@ -95,7 +95,7 @@ class RunContext:
         """The CLI's context: the configured dataset (its config is its store identity), store and trainer."""
         from xai_cli.datasets import build
 
-        return cls(build(cfg.dataset), ModelStore.from_paths(cfg.paths), cfg.trainer, int(cfg.seed))
+        return cls(build(cfg.dataset), ModelStore.from_paths(cfg.paths), trainer_config(cfg), int(cfg.seed))
 
     @property
     def dataset_cfg(self) -> DictConfig:
@@ -177,3 +177,14 @@ def is_fixed(config: DictConfig) -> bool:
 def specs_from(classifiers: Mapping[str, DictConfig]) -> list[ModelSpec]:
     """The model specs of a config's `classifiers` set (name = the key in the set)."""
     return [ModelSpec(str(name), cfg) for name, cfg in classifiers.items()]
+
+
+def trainer_config(cfg: DictConfig) -> DictConfig:
+    """`trainer` with the `callbacks` group inside it, as `Trainer(callbacks=...)` takes them: every fit and
+    the model store's key read the one node."""
+    callbacks = cfg.get("callbacks")
+    if callbacks is None:
+        return cfg.trainer
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer["callbacks"] = OmegaConf.to_container(callbacks, resolve=True)  # type: ignore[index]
+    return OmegaConf.create(trainer)

@@ -116,6 +116,10 @@ class ArrayDataModule(L.LightningDataModule):
     def loader(self, name: SplitName, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         data = _BatchIndexed(self.split(name))
         bs = batch_size or self.batch_size
+        if getattr(self.trainer, "overfit_batches", 0):
+            # Lightning's overfit_batches (debug=overfit) keeps a loader only if its sampler is a plain
+            # SequentialSampler, and otherwise swaps one in that our batch-indexed loader cannot take
+            return DataLoader(data, batch_size=bs, shuffle=False, num_workers=self.num_workers)
         if shuffle:
             gen = torch.Generator().manual_seed(self._loader_seed)
             sampler = BatchSampler(RandomSampler(data, generator=gen), bs, drop_last=False)

@@ -43,7 +43,13 @@ META = "meta.json"
 # Dataset keys that say where data lives or how it is loaded, not what it is.
 _DATASET_IGNORED = {"data_dir", "download", "num_workers"}
 # Trainer keys that change the trained weights (hardware choices such as accelerator do not enter the key).
-_TRAINER_KEPT = ("max_epochs", "limit_train_batches", "precision", "gradient_clip_val", "accumulate_grad_batches")
+# fast_dev_run and overfit_batches (the debug group) too: a debug run never serves a real one its models.
+_TRAINER_KEPT = ("max_epochs", "limit_train_batches", "precision", "gradient_clip_val", "accumulate_grad_batches",
+                 "fast_dev_run", "overfit_batches")
+# Callbacks that leave the weights as they are (the others, early stopping, enter the key)
+_NEUTRAL_CALLBACKS = ("xai_cli.training.trainer.fit_progress", "lightning.pytorch.callbacks.ModelCheckpoint",
+                      "lightning.pytorch.callbacks.RichModelSummary", "lightning.pytorch.callbacks.ModelSummary",
+                      "lightning.pytorch.callbacks.LearningRateMonitor")
 
 
 def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictConfig, seed: int) -> str:
@@ -57,6 +63,10 @@ def model_key(model_cfg: DictConfig, dataset_cfg: DictConfig, trainer_cfg: DictC
     processes = world_size(trainer_cfg)
     if processes > 1:
         trainer["world_size"] = processes
+    shaping = {name: node for name, node in (_plain(trainer_cfg).get("callbacks") or {}).items()
+               if node and node.get("_target_") not in _NEUTRAL_CALLBACKS}
+    if shaping:
+        trainer["callbacks"] = shaping
     # the "classifier" key names any stored model's config (kept so existing store entries stay valid)
     payload = {"format": STORE_FORMAT, "classifier": _plain(model_cfg), "dataset": dataset,
                "trainer": trainer, "seed": int(seed)}

@@ -11,12 +11,13 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from xai_cli.tracking import active
 from xai_cli.training.parallel import check_parallel, cluster_plugins, world_size
@@ -159,16 +160,48 @@ def ctrl_c_passes_through() -> Iterator[None]:
             signal.signal(signal.SIGINT, handler)
 
 
+def fit_progress(label: str = "") -> L.Callback:
+    """The `progress` callback: a bar on the shared live display in a terminal, a line per epoch elsewhere."""
+    return FitBar(label) if interactive() else EpochLines(label)
+
+
+def configured_callbacks(trainer_cfg: DictConfig, label: str) -> list[L.Callback]:
+    """The `callbacks` group's callbacks (carried in the trainer's config; progress alone when it has none),
+    each told the fit's label; a ModelCheckpoint without a folder writes to <run dir>/checkpoints/<label>."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    nodes = trainer_cfg.get("callbacks")
+    if nodes is None:
+        return [fit_progress(label)]
+    callbacks = [instantiate(node) for node in nodes.values() if node is not None]
+    for callback in callbacks:
+        if getattr(callback, "label", None) == "":
+            callback.label = label  # type: ignore[attr-defined]
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            callback.dirpath = str(_run_dir() / "checkpoints" / label)
+    return callbacks
+
+
+def _run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
+
+
 def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides: Any) -> L.Trainer:
-    """A Trainer from the config; the store keeps the weights, so no checkpoints or loggers here. `overrides`
-    replace any setting, e.g. a step budget and callbacks of the caller's own."""
+    """A Trainer from the config; the store keeps the weights and the callbacks group says what else runs
+    (progress by default; early stopping, checkpoints). `overrides` replace any setting, e.g. a step budget
+    and callbacks of the caller's own."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     check_parallel(trainer_cfg)
+    callbacks = [FitRecord(), CloseProcessGroup(), *configured_callbacks(trainer_cfg, label)]
     settings: dict[str, Any] = {
         "max_epochs": trainer_cfg.get("max_epochs") or epochs,
         "logger": False,
-        "enable_checkpointing": False,
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
         "enable_progress_bar": False,  # ours (FitBar) shares the one live display with every other loop
-        "callbacks": [FitRecord(), CloseProcessGroup(), FitBar(label) if interactive() else EpochLines(label)],
+        "callbacks": callbacks,
         "default_root_dir": tempfile.gettempdir(),
     }
     if not trainer_cfg.get("plugins"):
@@ -180,4 +213,7 @@ def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides:
         else:  # spawned workers would each need their own connection to the tracker
             log.info("%s: trained by %d processes; its curves are not tracked (the run's numbers are)", label,
                      world_size(trainer_cfg))
+    if "callbacks" in trainer_cfg:  # the group's configs, instantiated above: the Trainer takes the objects
+        trainer_cfg = OmegaConf.create({k: v for k, v in OmegaConf.to_container(trainer_cfg, resolve=True).items()
+                                        if k != "callbacks"})
     return instantiate(trainer_cfg, **{**settings, **overrides})

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import Logger
 import xai_cli as xai
 from tests.conftest import FAST, load_json, only_run_dir, run_dirs, run_xai
 from xai_cli.errors import UserError
-from xai_cli.tracking import RunName, Tracking, check_trackers, metric_key
+from xai_cli.tracking import RunName, Tracking, check_trackers, metric_key, tracked_numbers
 
 
 def _scalars(event_dir: Path) -> dict[str, list[float]]:
@@ -110,10 +110,43 @@ def test_a_tracker_that_fails_after_the_run_is_named_and_the_others_go_on(tmp_pa
     kept = _Kept()
     tracking = Tracking({"broken": _Broken(), "kept": kept}, RunName("train", tmp_path, tmp_path))
     with caplog.at_level(logging.WARNING, logger="xai"):
-        tracking.finish({"seed": 0}, {"models": {"cnn": {"accuracy": {"test": 0.9}}}, "disagreement": {"a|b": 0.1}},
-                        None)
+        tracking.finish({"seed": 0}, {"models": {"cnn": {"accuracy": {"test": 0.9}}}, "disagreement": {"a|b": 0.1},
+                                      "seed": 0, "settings": {"n_images": 16}}, None)
     assert tracking.failed == ["broken"] and "logger broken failed (ConnectionError" in caplog.text
+    # results only: the settings metrics.json echoes are the run's parameters already
     assert kept.kept == {"models.cnn.accuracy.test": 0.9, "disagreement.a-b": 0.1} and kept.status == "success"
+
+
+def test_result_tables_are_tracked_row_by_row() -> None:
+    metrics = {"table": [{"architecture": "mlp", "explainer": "integrated_gradients", "C": 0.19, "alpha": 9,
+                          "C_by_perturbation": {"seed": 0.2, "dropout": None}},
+                         {"architecture": "svm_rbf", "explainer": "kernel_shap", "C": 0.73, "alpha": 6}],
+               "evaluation": {"pearson": 0.95, "per_point": [{"msp_in": 0.6, "msp_out_mean": 0.62}]},
+               "indices": [3, 1, 4], "schema_version": 3}
+    assert tracked_numbers(metrics) == {
+        "table.mlp.integrated_gradients.C": 0.19, "table.mlp.integrated_gradients.alpha": 9,
+        "table.mlp.integrated_gradients.C_by_perturbation.seed": 0.2, "table.svm_rbf.kernel_shap.C": 0.73,
+        "table.svm_rbf.kernel_shap.alpha": 6, "evaluation.pearson": 0.95, "evaluation.per_point.0.msp_in": 0.6,
+        "evaluation.per_point.0.msp_out_mean": 0.62, "schema_version": 3}
+
+
+@pytest.mark.slow
+def test_wandb_offline_keeps_the_numbers_and_the_run_directory(tmp_path: Path) -> None:
+    """No account, no network: the offline run file (protobuf records, strings stored as they are) holds the
+    metric and the artifact made of the run directory."""
+    from xai_cli.config import compose
+
+    run_dir = tmp_path / "outputs" / "train" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.html").write_text("<html>report</html>")
+    logger_cfg = compose("train", ["logger=wandb", f"paths.output_dir={tmp_path / 'outputs'}"]).logger
+    tracking = Tracking.start(logger_cfg, RunName("train", run_dir, tmp_path / "outputs"))
+    assert tracking is not None
+    tracking.finish({"seed": 0}, {"models": {"cnn": {"accuracy": {"test": 0.9}}}}, run_dir)
+    assert tracking.failed == []
+    (record,) = (tmp_path / "outputs" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    assert b"models.cnn.accuracy.test" in data and b"report.html" in data and b"xai-run" in data
 
 
 def test_metric_keys_are_what_every_tracker_accepts() -> None:

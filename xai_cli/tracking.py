@@ -25,7 +25,7 @@ import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
@@ -35,7 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 from xai_cli.errors import UserError, first_line
 
 log = logging.getLogger("xai")
+V = TypeVar("V")
 
+# metrics.json repeats some settings beside its results; trackers have them as parameters already
+SETTINGS_ECHOED = {"settings", "seed"}
 # the package each tracker needs, for the one-line refusal when it is missing
 PACKAGES = {MLFlowLogger: "mlflow", TensorBoardLogger: "tensorboard", WandbLogger: "wandb"}
 # Lightning warns when an epoch has fewer batches than its logging interval: small runs, not a problem
@@ -113,18 +116,19 @@ def _logger_class(name: str, node: DictConfig) -> type:
         raise UserError(f"logger.{name}._target_={node.get('_target_')}: {first_line(exc)}") from None
 
 
-def _defaults_for(cls: type) -> Callable[[RunName, DictConfig], dict[str, Any]] | None:
-    return next((fill for base, fill in DEFAULTS.items() if issubclass(cls, base)), None)
+def _registered(registry: Mapping[type, V], cls: type) -> V | None:
+    """What a registry keyed by Lightning logger classes holds for `cls` (or a subclass of one)."""
+    return next((value for base, value in registry.items() if issubclass(cls, base)), None)
 
 
 def check_trackers(logger_cfg: DictConfig | None) -> None:
     """Before a run: every tracker's package installed and a tracking server answering (one line if not)."""
     for name, node in (logger_cfg or {}).items():
         cls = _logger_class(name, node)
-        package = next((p for base, p in PACKAGES.items() if issubclass(cls, base)), None)
+        package = _registered(PACKAGES, cls)
         if package is not None and not _importable(package):
             raise UserError(f"logger={name} needs the {package} package: pip install {package} "
-                            "(or pip install 'xai[tracking]' for every tracker)")
+                            "(or pip install 'xai-cli[tracking]' for every tracker)")
         uri = node.get("tracking_uri")
         if issubclass(cls, MLFlowLogger) and _remote(uri):
             _check_server(name, str(uri))
@@ -158,6 +162,27 @@ def flat_params(tree: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flat_params(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: tree if isinstance(tree, (int, float, str, bool)) or tree is None else str(tree)}
+
+
+MAX_ROWS = 100  # a list of result rows longer than this (per-image records) stays in the run's files
+
+
+def tracked_numbers(tree: Any, prefix: str = "") -> dict[str, float | int]:
+    """Every number of a metrics.json as dotted keys, as the sweep summary names them, plus the rows of its
+    result tables (consistency's C per architecture): a row is named by its text fields
+    (`table.mlp.integrated_gradients.C`), or by its position when it has none (`evaluation.per_point.3.msp_in`).
+    Lists of plain values (indices, class names) are left out."""
+    out: dict[str, float | int] = {}
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            out.update(tracked_numbers(value, f"{prefix}{key}."))
+    elif isinstance(tree, list) and tree and len(tree) <= MAX_ROWS and all(isinstance(r, Mapping) for r in tree):
+        for i, row in enumerate(tree):
+            name = ".".join(str(v) for v in row.values() if isinstance(v, str)) or str(i)
+            out.update(tracked_numbers({k: v for k, v in row.items() if not isinstance(v, str)}, f"{prefix}{name}."))
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        out[prefix[:-1]] = tree
+    return out
 
 
 def metric_key(key: str) -> str:
@@ -218,6 +243,10 @@ def _wandb_artifacts(logger: WandbLogger, run_dir: Path) -> None:
 
 # trackers that keep files: the run directory goes to them as artifacts
 ARTIFACTS: dict[type, Callable[[Any, Path], None]] = {MLFlowLogger: _mlflow_artifacts, WandbLogger: _wandb_artifacts}
+# trackers whose run Lightning's finalize leaves open: a W&B run stays the process's current run until
+# finished, and the next run in the process (a sweep's next job, the next API call) would log into it
+CLOSE: dict[type, Callable[[Any, str], None]] = {
+    WandbLogger: lambda logger, status: logger.experiment.finish(exit_code=0 if status == "success" else 1)}
 
 
 @dataclass
@@ -238,7 +267,7 @@ class Tracking:
         check_trackers(nodes)
         loggers: dict[str, Logger] = {}
         for name, node in nodes.items():
-            fill = _defaults_for(_logger_class(str(name), node))
+            fill = _registered(DEFAULTS, _logger_class(str(name), node))
             unset = {k: v for k, v in (fill(run, node) if fill else {}).items() if node.get(k) is None}
             try:
                 logger = instantiate(node, **unset)
@@ -257,18 +286,20 @@ class Tracking:
                status: str = "success") -> None:
         """Parameters, numbers and files into every tracker, each on its own: one that fails is named in a
         warning and the others go on (the run directory already holds everything)."""
-        from xai_cli.report.sweep import flatten_numbers
-
-        numbers = {metric_key(k): v for k, v in flatten_numbers(metrics or {}).items()}
+        numbers = {metric_key(k): v for k, v in tracked_numbers(metrics or {}).items()
+                   if k.split(".")[0] not in SETTINGS_ECHOED and k != "schema_version"}
         for name, logger in self.loggers.items():
             try:
                 logger.log_hyperparams(dict(params))
                 if numbers:
                     logger.log_metrics(numbers)
-                upload = next((f for base, f in ARTIFACTS.items() if isinstance(logger, base)), None)
+                upload = _registered(ARTIFACTS, type(logger))
                 if upload is not None and run_dir is not None:
                     upload(logger, run_dir)
                 logger.finalize(status)
+                close = _registered(CLOSE, type(logger))
+                if close is not None:
+                    close(logger, status)
             except Exception as exc:
                 self.failed.append(name)
                 log.warning("logger %s failed (%s: %s); the run directory keeps the report", name,
@@ -280,7 +311,7 @@ def log_sweep_summary(logger_cfg: DictConfig | None, command: str, sweep_dir: Pa
     runs, in the trackers that keep files; the others compare the jobs' runs themselves."""
     resolved = OmegaConf.to_container(logger_cfg, resolve=True) if isinstance(logger_cfg, DictConfig) else {}
     keeping = {name: node for name, node in OmegaConf.create(resolved).items()
-               if any(issubclass(_logger_class(str(name), node), base) for base in ARTIFACTS)}
+               if _registered(ARTIFACTS, _logger_class(str(name), node)) is not None}
     summaries = sorted(sweep_dir.glob("summary.*"))
     if not keeping or not summaries:
         return

@@ -11,8 +11,8 @@ from tests.conftest import FAST, load_json, only_run_dir, run_xai
 
 pytestmark = pytest.mark.slow
 
-ROW_KEYS = {"architecture", "explainer", "alpha", "C", "C_by_perturbation", "accuracy_mean", "accuracy_std",
-            "accuracy_by_copy"}
+ROW_KEYS = {"architecture", "explainer", "alpha", "C", "C_ci95", "S_mean", "S_null_mean", "C_by_perturbation",
+            "accuracy_mean", "accuracy_std", "accuracy_by_copy"}
 
 
 def test_consistency_end_to_end_on_digits(tmp_path: Path) -> None:
@@ -33,7 +33,13 @@ def test_consistency_end_to_end_on_digits(tmp_path: Path) -> None:
     for row in m["table"]:
         assert 0 <= row["C"] <= 1 and all(c is None or 0 <= c <= 1 for c in row["C_by_perturbation"].values())
     assert len(m["pairs"]) == 15 and set(m["pairs"][0]) == {"architecture", "explainer", "perturbation", "a", "b",
-                                                              "S", "jsd", "ks", "wilcoxon"}
+                                                              "S", "S_null", "jsd", "ks", "wilcoxon"}
+    for row in m["table"]:  # C with its interval, S beside its permutation null, from the same pairs
+        mine = [q for q in m["pairs"] if q["architecture"] == row["architecture"]]
+        assert row["C_ci95"][0] <= row["C"] <= row["C_ci95"][1]
+        assert row["S_mean"] == pytest.approx(1 - row["C"])
+        assert row["S_null_mean"] == pytest.approx(sum(q["S_null"] for q in mine) / len(mine))
+        assert all(0 <= q["S_null"] <= 1 for q in mine)
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4  # S heat map and copies' maps, per architecture
     # a rerun, here from Python, takes every copy from the store: nothing new is trained into it

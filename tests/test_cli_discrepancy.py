@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAST, load_json, only_run_dir, run_xai
+from xai_cli.dig.search import bisection_rounds
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +25,18 @@ def test_discrepancy_end_to_end_on_digits(tmp_path: Path) -> None:
     assert 0 <= m["disagreement_rate"] <= 1 and set(m["disagreement_by_class"]) == {str(c) for c in range(10)}
     assert Path(m["vae"]["checkpoint"]).is_dir() and m["vae"]["recon_error"] > 0
     assert 0 < m["n_segments"] <= (40 + 25) * 3 and m["n_segments_with_discrepancy"] <= m["n_segments"]
-    assert m["model_queries"] == 1 + m["bisection_rounds"] if m["n_areas"] else m["model_queries"] == 1
+    # one query walks every segment, one per bisection round; tracing adds the same per round it runs
+    tracing = m["tracing"]
+    search_queries = 1 + m["bisection_rounds"] if m["n_areas"] else 1
+    assert m["model_queries"] == search_queries + tracing["model_queries"]
+    per_round = 1 + bisection_rounds(tracing["n_steps"], tracing["eps"])
+    assert tracing["rounds_run"] <= tracing["model_queries"] <= per_round * tracing["rounds_run"] <= per_round * 3
+    assert m["n_areas_with_traced"] == m["n_areas"] + tracing["n_areas"]
     bc = m["border_check"]
-    assert bc["inside_ok"] == bc["inside"] == 2 * m["n_areas"] and bc["outside_ok"] == bc["outside"]
+    assert bc["inside_ok"] == bc["inside"] == 2 * m["n_areas_with_traced"] and bc["outside_ok"] == bc["outside"]
+    if tracing["n_segments"]:
+        traced = np.load(run / "traced.npz")
+        assert len(traced["segment_from"]) == tracing["n_segments"] and len(traced["t_start"]) == tracing["n_areas"]
     saved = np.load(run / "intervals.npz")
     assert len(saved["t_start"]) == m["n_areas"] and saved["z_start_in"].shape == (m["n_areas"], 10)
     assert (saved["t_start"] <= saved["t_end"]).all()

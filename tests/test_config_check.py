@@ -131,3 +131,20 @@ def test_a_users_data_is_checked_before_a_run_directory(tmp_path: Path) -> None:
 ])
 def test_settings_that_mean_nothing_are_refused(command: str, override: str, expected: str) -> None:
     assert error_of(override, command=command).startswith(expected)
+
+
+def test_an_error_without_a_message_of_its_own_gives_its_cause() -> None:
+    # Hydra wraps a config file's invalid key (YAML's `null:` is a None key) in a message-less exception
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import KeyValidationError
+
+    from xai_cli.config_check import describe_config_error
+
+    try:
+        try:
+            raise KeyValidationError("Incompatible key type 'NoneType'")
+        except KeyValidationError as cause:
+            raise ConfigCompositionException() from cause
+    except ConfigCompositionException as exc:
+        assert describe_config_error(exc, CONFIG_DIR) == "Incompatible key type 'NoneType'"
+    assert describe_config_error(ConfigCompositionException(), CONFIG_DIR) == "ConfigCompositionException"

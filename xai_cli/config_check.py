@@ -70,7 +70,9 @@ def describe_config_error(exc: BaseException, config_dir: Path, base_keys: list[
         return f"unknown option '{key}'{valid}"
     if isinstance(exc, OverrideParseException):
         return f"cannot parse override '{exc.override}': {message.splitlines()[0]}"
-    return message.strip().splitlines()[0]
+    # some wrap the real error without a message of their own (an invalid key in a config file)
+    lines = message.strip().splitlines() or str(exc.__cause__ or type(exc).__name__).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _type_name(value: Any) -> str:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from xai_cli.explainers.gradient import IntegratedGradientsExplainer
-from xai_cli.metrics.agreement import (consistency, distinguishability, jensen_shannon, kolmogorov_smirnov,
-                                       wilcoxon_statistic)
+from xai_cli.metrics.agreement import (consistency, consistency_interval, distinguishability, jensen_shannon,
+                                       kolmogorov_smirnov, wilcoxon_statistic)
 from xai_cli.models.classifiers.cnn import SmallCNN
 
 
@@ -42,6 +42,34 @@ def test_consistency_is_one_minus_the_mean_score_and_stays_in_range() -> None:
     assert consistency([0.2, 0.4]) == pytest.approx(0.7) and consistency([]) is None
     scores = list(np.random.default_rng(1).uniform(0, 1, 10))
     assert 0.0 <= consistency(scores) <= 1.0
+
+
+def test_the_permutation_null_is_the_noise_floor_a_real_difference_stands_above() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 40)
+    maps = rng.normal(size=(200, 8, 8))
+    shifted = maps + np.where(np.arange(8)[:, None] < 4, 1.0, 0.0)  # a real, systematic difference
+    assert distinguishability(maps, shifted, labels) > 0.9
+    nulls = [distinguishability(maps, shifted, labels, seed=k, shuffled=True) for k in range(5)]
+    assert np.mean(nulls) < 0.4  # shuffled copy labels leave nothing systematic to learn
+    # maps that differ by chance alone score about their null: S is then the floor, not a difference
+    unrelated = rng.normal(size=(200, 8, 8))
+    chance = np.mean([distinguishability(maps, unrelated, labels, seed=k) for k in range(5)])
+    null = np.mean([distinguishability(maps, unrelated, labels, seed=k, shuffled=True) for k in range(5)])
+    assert abs(chance - null) < 0.1 and null > 0.0
+    # and the floor falls with more images per class
+    many = np.repeat(np.arange(5), 400)
+    big, other = rng.normal(size=(2000, 8, 8)), rng.normal(size=(2000, 8, 8))
+    assert distinguishability(big, other, many, shuffled=True) < null
+
+
+def test_the_interval_of_c_brackets_c_and_narrows_when_pairs_agree() -> None:
+    spread = [0.1, 0.3, 0.2, 0.5, 0.05, 0.25]
+    lo, hi = consistency_interval(spread)
+    assert lo < consistency(spread) < hi and 0.0 <= lo and hi <= 1.0
+    tight = consistency_interval([0.2, 0.21, 0.19, 0.2, 0.2, 0.2])
+    assert tight[1] - tight[0] < (hi - lo) / 5
+    assert consistency_interval([0.3]) is None and consistency_interval(spread) == consistency_interval(spread)
 
 
 def test_too_few_images_per_class_is_an_error() -> None:

@@ -27,8 +27,8 @@ from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.data.base import Split
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer, NotApplicable
-from xai_cli.metrics.agreement import (consistency, distinguishability, jensen_shannon, kolmogorov_smirnov,
-                                       wilcoxon_statistic)
+from xai_cli.metrics.agreement import (consistency, consistency_interval, distinguishability, jensen_shannon,
+                                       kolmogorov_smirnov, wilcoxon_statistic)
 from xai_cli.report.attribution_figures import attribution_grid
 from xai_cli.report.document import Document
 from xai_cli.report.figures import heatmap
@@ -83,6 +83,7 @@ class ConsistencySettings:
     explain_seed: int = 0
     background_size: int = 64
     figure_images: int = 3
+    permutation_null: bool = True  # every pair's S beside its permutation null (the copy labels shuffled)
 
     def __post_init__(self) -> None:
         if any(p not in PERTURBATIONS for p in self.names):
@@ -165,7 +166,7 @@ def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], exp
                 torch.manual_seed(int(s.explain_seed))  # the same sampling for every copy: differences are the model's
                 maps[label] = explainer.explain(model, x, y).numpy()
             row, arch_pairs, matrix = _compare(arch, explainer_name, maps, y.numpy(), names, perturbations,
-                                               accuracy, int(s.copies), float(s.test_size), ctx.seed)
+                                               accuracy, s, ctx.seed)
             table.append(row)
             pairs += arch_pairs
             key = f"{arch}_{explainer_name}"
@@ -235,8 +236,9 @@ class ConsistencyRunner:
 
 
 def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarray, names: list[str],
-             perturbations: list[str], accuracy: dict[str, float], copies: int, test_size: float,
+             perturbations: list[str], accuracy: dict[str, float], s: ConsistencySettings,
              seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+    copies, test_size = int(s.copies), float(s.test_size)
     labels = list(maps)
     matrix = np.zeros((len(labels), len(labels)))
     for i, j in combinations(range(len(labels)), 2):
@@ -250,8 +252,10 @@ def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarr
         for a, b in combinations(copies_of(p, copies), 2):
             score = float(matrix[labels.index(a), labels.index(b)])
             scores.append(score)
+            null = (distinguishability(maps[a], maps[b], y, test_size, seed, shuffled=True)
+                    if s.permutation_null else None)
             pairs.append({"architecture": arch, "explainer": explainer, "perturbation": p, "a": a, "b": b,
-                          "S": score, "jsd": jensen_shannon(maps[a], maps[b]),
+                          "S": score, "S_null": null, "jsd": jensen_shannon(maps[a], maps[b]),
                           "ks": kolmogorov_smirnov(maps[a], maps[b]),
                           "wilcoxon": wilcoxon_statistic(maps[a], maps[b])})
         by_perturbation[p] = consistency(scores)
@@ -261,6 +265,10 @@ def _compare(arch: str, explainer: str, maps: dict[str, np.ndarray], y: np.ndarr
         "explainer": explainer,
         "alpha": len(pairs),
         "C": consistency([q["S"] for q in pairs]),
+        "C_ci95": consistency_interval([q["S"] for q in pairs], seed=seed),
+        "S_mean": float(np.mean([q["S"] for q in pairs])) if pairs else None,
+        # the noise floor at this many images: what S would be if the copies' maps were interchangeable
+        "S_null_mean": float(np.mean([q["S_null"] for q in pairs])) if pairs and s.permutation_null else None,
         "C_by_perturbation": {p: by_perturbation.get(p) for p in names},  # None: n/a for this model
         "accuracy_mean": float(np.mean(accuracies)),
         "accuracy_std": float(np.std(accuracies)),
@@ -276,6 +284,14 @@ def _copies_figure(x: torch.Tensor, y: torch.Tensor, maps: dict[str, np.ndarray]
     return attribution_grid(x[rows], {k: torch.from_numpy(v[rows]) for k, v in maps.items()},
                             [f"y={class_names[int(y[r])]}" for r in rows], title)
 
+# Watson et al. (WACV 2022), MNIST, consistency over all perturbations: the figures ours are read beside
+PAPER_C = {"mlp": 0.067, "small_cnn": 0.025, "cnn": 0.065, "resnet18": 0.0, "svm_rbf": 0.944}
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "" if ci is None else f"{ci[0]:.3f} – {ci[1]:.3f}"
+
+
 def render(metrics: dict[str, Any], has_figure: Any) -> Document:
     """The consistency report from its metrics (`has_figure` is the shared signature; every figure is drawn)."""
     ds = metrics["dataset"]
@@ -289,23 +305,29 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
                   "0.5| (0: indistinguishable, 1: always told apart). Consistency C = 1 − mean S over the α "
                   "compared pairs.")
     perturbations = metrics["perturbations"]
-    doc.table(["architecture", "explainer", "α", "C", *[f"C ({p})" for p in perturbations], "accuracy"],
-              [[r["architecture"], r["explainer"], r["alpha"], r["C"],
+    paper = PAPER_C if metrics["dataset"]["name"] == "mnist" else {}
+    doc.table(["architecture", "explainer", "α", "C", "C 95 % interval", "mean S", "S null",
+               *[f"C ({p})" for p in perturbations], "accuracy", *(["C (paper)"] if paper else [])],
+              [[r["architecture"], r["explainer"], r["alpha"], r["C"], _interval(r.get("C_ci95")), r.get("S_mean"),
+                r.get("S_null_mean"),
                 *["n/a" if r["C_by_perturbation"][p] is None else r["C_by_perturbation"][p] for p in perturbations],
-                f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %"] for r in metrics["table"]])
+                f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %",
+                *([paper.get(r["architecture"], "")] if paper else [])] for r in metrics["table"]])
     for arch, reason in metrics.get("skipped", {}).items():
         doc.paragraph(f"{arch}: not compared — {reason}.")
     doc.paragraph("n/a: the perturbation does not apply (no dropout in the model, e.g. an SVM or a ResNet). "
-                  "S has a noise floor: maps that differ by chance alone (independent noise) score about 0.21 "
-                  "on average with 30 images per class, 0.12 with 100; raise consistency.n_per_class to "
-                  "lower it.")
+                  "S null is the same regression with each image's two maps given random copy labels: the "
+                  "distinguisher's noise floor at this many images (|accuracy − 0.5| is never negative, so it is "
+                  "above 0). A mean S near its null means the copies cannot be told apart here; S well above it "
+                  "is a real difference. Raise consistency.n_per_class to lower the floor. The interval is a "
+                  "bootstrap over the α pairs." + (" C (paper): Watson et al.'s MNIST table." if paper else ""))
     doc.heading("Pairs")
     doc.paragraph("Beside S, the slides' alternative distinguishers, each averaged over images: Jensen–Shannon "
                   "distance between the normalised |attribution| distributions, the Kolmogorov–Smirnov statistic "
                   "and the Wilcoxon signed-rank statistic of the paired pixel values (all 0 for identical maps).")
-    doc.table(["architecture", "explainer", "perturbation", "a", "b", "S", "JSD", "KS", "Wilcoxon"],
-              [[q["architecture"], q["explainer"], q["perturbation"], q["a"], q["b"], q["S"], q["jsd"], q["ks"],
-                q["wilcoxon"]] for q in metrics["pairs"]])
+    doc.table(["architecture", "explainer", "perturbation", "a", "b", "S", "S null", "JSD", "KS", "Wilcoxon"],
+              [[q["architecture"], q["explainer"], q["perturbation"], q["a"], q["b"], q["S"], q.get("S_null"),
+                q["jsd"], q["ks"], q["wilcoxon"]] for q in metrics["pairs"]])
     for fig in metrics["figures"].values():
         doc.heading(f"{fig['architecture']} / {fig['explainer']}")
         doc.figure(fig["S"], "S for every pair of copies (the diagonal computed too: a copy against itself).")

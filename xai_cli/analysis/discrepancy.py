@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from xai_cli.data.base import ArrayDataModule, Split
 from xai_cli.dig.pool import ModelPool, unanimous
 from xai_cli.dig.realism import describe, nearest_distance, reconstruction_error
-from xai_cli.dig.search import Areas, search, summary
+from xai_cli.dig.refine import Traced, trace_areas
+from xai_cli.dig.search import Areas, join_areas, search, summary
 from xai_cli.dig.segments import choose_anchors, counterfactual_segments
 from xai_cli.dig.space import interpolate
 from xai_cli.errors import UserError
@@ -38,6 +39,7 @@ from xai_cli.training.store import chosen
 log = logging.getLogger("xai")
 
 INTERVALS = "intervals"
+TRACED = "traced"
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,12 @@ class DiscrepancySettings:
     anchors: int = 200
     anchor_choice: str = "uncertain"
     neighbours: int = 5
-    n_steps: int = 32
+    n_steps: int = 16
     eps: float = 0.001
+    refine_rounds: int = 3
+    refine_segments: int = 2000
+    refine_steps: int = 5
+    refine_eps: float = 0.01
     max_accuracy_gap: float = 0.01
     explain_index: int | None = None
     explain_anchors: int = 25
@@ -82,6 +88,12 @@ class DiscrepancyResult(AnalysisResult):
     @property
     def areas(self) -> dict[str, np.ndarray]:
         return self.array_file(f"{INTERVALS}.npz")
+
+    @property
+    def traced(self) -> dict[str, np.ndarray]:
+        """The areas found by tracing sideways (traced.npz): the same arrays, plus each traced segment's ends;
+        empty when tracing was off or had nothing to trace."""
+        return self.array_file(f"{TRACED}.npz") if (self.metrics.get("tracing") or {}).get("areas_file") else {}
 
     def render(self) -> Document:
         return render(self.metrics, self.has_figure)
@@ -130,22 +142,31 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
 
     pool.calls = pool.points = 0
     start = time.perf_counter()
-    found = search(space, pool, codes[pairs[:, 0]], codes[pairs[:, 1]], int(s.n_steps), float(s.eps))
-    search_time = time.perf_counter() - start
+    z_from, z_to = codes[pairs[:, 0]], codes[pairs[:, 1]]
+    found = search(space, pool, z_from, z_to, int(s.n_steps), float(s.eps))
     areas = found.areas
+    before = pool.calls, pool.points
+    traced = trace_areas(space, pool, areas, z_from, z_to, int(s.refine_rounds), int(s.refine_segments),
+                         int(s.refine_steps), float(s.refine_eps), ctx.seed)
+    search_time = time.perf_counter() - start
     counts = {"model_queries": pool.calls, "points_queried": pool.points, "search_time_s": search_time,
-              "bisection_rounds": found.rounds}
-    log.info("%d discrepancy areas on %d of %d segments (%d pool queries, %d points, %.1f s)", len(areas),
-             len(np.unique(areas.segment)), len(pairs), pool.calls, pool.points, search_time)
+              "bisection_rounds": found.rounds,
+              "tracing": {**_tracing(traced, s), "model_queries": pool.calls - before[0],
+                          "points_queried": pool.points - before[1]}}
+    log.info("%d discrepancy areas on %d of %d segments, %d more traced on %d segments (%d pool queries, "
+             "%d points, %.1f s)", len(areas), len(np.unique(areas.segment)), len(pairs), len(traced.areas),
+             len(traced.z_from), pool.calls, pool.points, search_time)
 
-    border_check = _check_borders(space, pool, areas)
+    border_check = _check_borders(space, pool, join_areas([areas, traced.areas]))
     realism = _realism(space, train, test, codes, pairs, int(s.realism_points), ctx.seed)
     names = pool.names
     class_pairs = _class_pairs(areas, data.num_classes)
     result = DiscrepancyResult(metrics={})
     result.arrays[f"{INTERVALS}.npz"], result.files[f"{INTERVALS}.json"] = _intervals(areas, pairs, names, train,
                                                                                        space.name)
-    draw = _Drawing(result, s, space, pool, data, codes, pairs, areas)
+    if len(traced.z_from):
+        result.arrays[f"{TRACED}.npz"] = {**traced.arrays(), "model_names": np.array(names), "space": np.array(space.name)}
+    draw = _Drawing(result, s, space, pool, data, codes, pairs, areas, traced.areas)
     figures = draw.figures(train, class_pairs)
     explained = _explain_one(space, pool, test, areas, pairs, int(s.explain_index), int(s.n_nearest)) \
         if s.explain_index is not None else None
@@ -168,6 +189,7 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
         "vae": vae,
         "anchors": {"n": int(len(anchors)), "choice": str(s.anchor_choice), "neighbours": int(s.neighbours)},
         "search": {"n_steps": int(s.n_steps), "eps": float(s.eps)},
+        "n_areas_with_traced": int(len(areas) + len(traced.areas)),
         **summary(areas, len(pairs)),
         **counts,
         "border_check": border_check,
@@ -200,9 +222,9 @@ class _Drawing:
     """The figures of one search: segment strips, the area and class-pair plots, the plane for 2-D data."""
 
     def __init__(self, result: DiscrepancyResult, s: DiscrepancySettings, space: Any, pool: ModelPool,
-                 data: ArrayDataModule, codes: torch.Tensor, pairs: np.ndarray, areas: Areas) -> None:
+                 data: ArrayDataModule, codes: torch.Tensor, pairs: np.ndarray, areas: Areas, traced: Areas) -> None:
         self.result, self.s, self.space, self.pool, self.data = result, s, space, pool, data
-        self.codes, self.pairs, self.areas = codes, pairs, areas
+        self.codes, self.pairs, self.areas, self.traced = codes, pairs, areas, traced
 
     def figures(self, train: Split, class_pairs: np.ndarray) -> dict[str, Any]:
         areas, data = self.areas, self.data
@@ -240,7 +262,8 @@ class _Drawing:
                 "areas": [[float(a), float(b)] for a, b in zip(areas.t_start[mine], areas.t_end[mine])]}
 
     def plane(self, train: Split) -> str:
-        pool, areas, pairs = self.pool, self.areas, self.pairs
+        pool, pairs = self.pool, self.pairs
+        areas = join_areas([self.areas, self.traced])
         x = train.x.numpy()
         lo, hi = x.min(0) - 0.5, x.max(0) + 0.5
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
@@ -250,7 +273,8 @@ class _Drawing:
         shown = pairs[:300]
         area_ends = np.stack([areas.z_start_in, areas.z_end_in], 1) if len(areas) else np.zeros((0, 2, 2))
         fig = plane_figure(gx, gy, disagrees, x, train.y.numpy(), np.stack([c[shown[:, 0]], c[shown[:, 1]]], 1),
-                           area_ends, f"{' vs '.join(pool.names)}: {len(areas)} areas on {len(pairs)} segments")
+                           area_ends, f"{' vs '.join(pool.names)}: {len(self.areas)} areas on {len(pairs)} segments"
+                           + (f", {len(self.traced)} traced" if len(self.traced) else ""))
         return self.result.add_figure(fig, "plane")
 
 
@@ -308,6 +332,15 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
                   f"{bc['inside_ok']}/{bc['inside']} inside points non-unanimous, {bc['outside_ok']}/"
                   f"{bc['outside']} outside points unanimous. The areas are in {metrics['intervals_file']} "
                   "and intervals.json.")
+    tracing = metrics.get("tracing")
+    if tracing and tracing["n_segments"]:
+        doc.paragraph(f"Tracing: each area found was followed sideways, {tracing['rounds_run']} rounds "
+                      f"(of {tracing['rounds']}) of short segments parallel to the one that crossed it, shifted by "
+                      f"{tracing['offset']:.3g} (the median spacing of the training codes) and kept near the data: "
+                      f"{tracing['n_segments']:,} traced segments of {tracing['n_steps']} points found "
+                      f"{tracing['n_areas']:,} more areas ({tracing['areas_file']}; borders to ε = {tracing['eps']} "
+                      "in t). The counts and figures above are of the counterfactual segments; the border check "
+                      "and the plane include the traced areas.")
     for path, caption in (("figures/area_lengths.png", "How long the areas are, as a share of their segment."),
                           ("figures/class_pairs.png", "Which classes the models give inside each area.")):
         if has_figure(path):
@@ -358,6 +391,12 @@ def _model_agreement(pool: ModelPool, test: Split, class_names: Sequence[str], m
         "disagreement_by_class": {name: float(disagree[y == c].mean()) if (y == c).any() else None
                                   for c, name in enumerate(class_names)},
     }
+
+
+def _tracing(traced: Traced, s: DiscrepancySettings) -> dict[str, Any]:
+    return {"rounds": int(s.refine_rounds), "rounds_run": traced.rounds, "n_segments": int(len(traced.z_from)),
+            "n_steps": int(s.refine_steps), "eps": float(s.refine_eps), "offset": traced.offset,
+            "n_areas": int(len(traced.areas)), "areas_file": f"{TRACED}.npz" if len(traced.z_from) else None}
 
 
 def _check_borders(space: Any, pool: ModelPool, areas: Areas) -> dict[str, int]:

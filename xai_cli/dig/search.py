@@ -53,6 +53,13 @@ class Areas:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def join_areas(parts: list[Areas], offsets: list[int] | None = None) -> Areas:
+    """One Areas of several searches, each part's segment rows shifted by its offset (default 0)."""
+    offsets = offsets or [0] * len(parts)
+    joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in parts[0].arrays()}
+    joined["segment"] = np.concatenate([p.segment + o for p, o in zip(parts, offsets)]).astype(np.int64)
+    return Areas(**joined)
+
 
 @dataclass
 class SearchResult:

@@ -19,10 +19,18 @@ from sklearn.preprocessing import StandardScaler
 
 
 def distinguishability(maps_a: np.ndarray, maps_b: np.ndarray, labels: np.ndarray, test_size: float = 0.3,
-                       seed: int = 0) -> float:
-    """S(a, b) averaged over classes; `maps_*` are (N, ...) explanations of the same N images."""
+                       seed: int = 0, shuffled: bool = False) -> float:
+    """S(a, b) averaged over classes; `maps_*` are (N, ...) explanations of the same N images.
+
+    `shuffled` gives the permutation null: each image's two maps swap labels with probability 1/2 (the
+    same regression, the same by-image split), so nothing is left to tell apart and S measures only the
+    distinguisher's noise floor at this many images.
+    """
     a, b = maps_a.reshape(len(maps_a), -1), maps_b.reshape(len(maps_b), -1)
     rng = np.random.default_rng(seed)
+    if shuffled:
+        swap = rng.random(len(a)) < 0.5
+        a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
     scores = []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
@@ -75,3 +83,19 @@ def wilcoxon_statistic(maps_a: np.ndarray, maps_b: np.ndarray) -> float:
 def consistency(scores: list[float]) -> float | None:
     """C = 1 − mean S over the compared pairs (None when there is no pair)."""
     return 1.0 - float(np.mean(scores)) if scores else None
+
+
+def consistency_interval(scores: list[float], level: float = 0.95, resamples: int = 2000,
+                         seed: int = 0) -> list[float] | None:
+    """A percentile bootstrap interval of C over the compared pairs (None with fewer than two pairs).
+
+    It reflects how much S varies between pairs (training randomness and the regression's split noise
+    together); pairs that share a copy are not independent, so read it as a guide, not an exact coverage.
+    """
+    if len(scores) < 2:
+        return None
+    s = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = s[rng.integers(0, len(s), (resamples, len(s)))].mean(1)
+    lo, hi = np.quantile(1.0 - means, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]

@@ -410,7 +410,8 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
         **settings: the search's settings (the CLI's `discrepancy.*`): anchors (200), anchor_choice
             ("uncertain" or "random"), neighbours (5), n_steps (16), eps (0.001), refine_rounds (3 rounds
             tracing each found area sideways; 0: off), refine_segments (2000), refine_steps (5),
-            refine_eps (0.01), max_accuracy_gap (0.01), explain_index (a test image to explain by its
+            refine_eps (0.01), max_accuracy_gap (0.01), match_accuracy (False: compare a stronger net by its
+            epoch nearest the weakest model's validation accuracy), explain_index (a test image to explain by its
             nearest areas), n_shown (6), ...
 
     Returns:

@@ -4,16 +4,19 @@ sweeps, and the store shared between the two)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 
 import xai_cli as xai
 from xai_cli.dig.coverage import distance_to_segments
 from xai_cli.dig.pool import unanimous
 from xai_cli.errors import UserError
+from xai_cli.training.snapshots import snapshot_file
 
 TRAINER = {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1}
 VAE = {"fit.max_epochs": 2, "fit.min_train_images": 0}
@@ -57,6 +60,39 @@ def test_input_space_dig_on_moons_finds_areas_only_where_the_models_differ(tmp_p
         else:
             assert len(missed) <= 0.01 * len(outside)
             assert np.quantile(distance_to_segments(missed, starts, stops), 0.95) <= 0.025
+
+
+def test_accuracy_matching_compares_the_stronger_net_by_its_epoch_nearest_the_weaker(tmp_path: Path) -> None:
+    digits = xai.datasets.load("digits")
+    train = digits.split("train")
+    weak = LogisticRegression(max_iter=30).fit(train.x[:40].reshape(40, -1).numpy(), train.y[:40].numpy())
+    trainer = {"max_epochs": 4, "limit_train_batches": 5, "limit_val_batches": 2}
+    result = xai.discrepancy({"cnn": "cnn", "weak": weak}, digits, match_accuracy=True, anchors=20, neighbours=2,
+                             n_steps=8, refine_rounds=0, realism_points=50, model_dir=tmp_path, trainer=trainer)
+    m = result.metrics
+    match = m["accuracy_match"]
+    assert match["target"] == "weak" and match["split"] == "val"
+    cnn = match["models"]["cnn"]
+    # every epoch but the last was kept; the one chosen is the nearest the weak model's validation accuracy
+    assert set(cnn["epochs"]) == {"1", "2", "3", "final"}
+    gaps = {k: abs(acc - match["target_accuracy"]) for k, acc in cnn["epochs"].items()}
+    assert cnn["epoch"] == min(gaps, key=gaps.get) and cnn["accuracy"] == cnn["epochs"][cnn["epoch"]]
+    assert cnn["final_accuracy"] == cnn["epochs"]["final"] > match["target_accuracy"]
+    # and that epoch's weights, read back from the store entry, are the cnn the search compared
+    entry = tmp_path / m["models"]["cnn"]["store_entry"]
+    net = xai.train(["cnn"], digits, model_dir=tmp_path, trainer=trainer).models["cnn"]
+    if cnn["epoch"] != "final":
+        net.load_state_dict(torch.load(entry / f"epoch-{cnn['epoch']}.pt", weights_only=True))
+    test = digits.split("test")
+    accuracy = float((net.predict_proba(test.x).argmax(1) == test.y.numpy()).mean())
+    assert m["models"]["cnn"]["accuracy"]["test"] == pytest.approx(accuracy)
+    assert "Accuracy matching" in result.to_markdown()
+    # a kept epoch that was altered is refused, never loaded
+    meta = json.loads((entry / "meta.json").read_text())
+    assert [s["epoch"] for s in meta["snapshots"]] == [1, 2, 3]
+    (entry / "epoch-1.pt").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="missing or altered"):
+        snapshot_file(entry, meta, 1)
 
 
 def test_the_svm_gets_latent_rl_and_a_reason_for_the_gradient_methods(tmp_path: Path) -> None:

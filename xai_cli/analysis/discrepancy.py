@@ -56,6 +56,7 @@ class DiscrepancySettings:
     refine_steps: int = 5
     refine_eps: float = 0.01
     max_accuracy_gap: float = 0.01
+    match_accuracy: bool = False  # stronger nets stand in by their epoch nearest the weakest's accuracy
     explain_index: int | None = None
     explain_anchors: int = 25
     n_nearest: int = 3
@@ -133,6 +134,9 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
     check_inputs(ctx, len(models), s)
     data = ctx.data
     train, test = data.split("train"), data.split("test")
+    matched = None
+    if s.match_accuracy:
+        models, matched = match_accuracies(ctx, models)
     pool = ModelPool({name: m.classifier for name, m in models.items()})
     agreement = _model_agreement(pool, test, data.class_names, float(s.max_accuracy_gap))
     for name, model in models.items():
@@ -186,6 +190,7 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
         "seed": ctx.seed,
         "space": space.name,
         **agreement,
+        "accuracy_match": matched,
         "vae": vae,
         "anchors": {"n": int(len(anchors)), "choice": str(s.anchor_choice), "neighbours": int(s.neighbours)},
         "search": {"n_steps": int(s.n_steps), "eps": float(s.eps)},
@@ -308,6 +313,14 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
                for m, v in metrics["models"].items()])
     doc.paragraph(f"The models disagree on {metrics['disagreement_rate']:.2%} of the {ds['sizes']['test']:,} "
                   f"test images; their accuracies differ by {metrics['accuracy_gap']:.2%}.")
+    match = metrics.get("accuracy_match")
+    if match:
+        stand_ins = [f"{n} by its epoch {v['epoch']} (validation accuracy {v['accuracy']:.2%}; {v['final_accuracy']:.2%} "
+                     "after its last epoch)" if v["epoch"] != "final" else f"{n} as it is ({v.get('note', 'its last epoch is nearest')})"
+                     for n, v in match["models"].items()]
+        doc.paragraph(f"Accuracy matching: the models are compared at equal accuracy, as DIG does. "
+                      f"{match['target']} has the lowest validation accuracy ({match['target_accuracy']:.2%}); "
+                      f"{'; '.join(stand_ins)}. The accuracies above are the matched models'.")
     if metrics["accuracy_gap_warning"]:
         doc.paragraph(f"Warning: {metrics['accuracy_gap_warning']}")
     doc.table(["true class", "disagreement"], [[c, r] for c, r in metrics["disagreement_by_class"].items()])
@@ -371,6 +384,49 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
 
 
 # --- steps of the analysis ------------------------------------------------------------------------------
+def _why_no_epochs(m: Model) -> str:
+    if m.stored is None or m.spec is None:
+        return "not trained into the store (a given model or a file)"
+    if "snapshots" not in m.stored.meta:
+        return "stored before xai kept earlier epochs: remove its store entry to retrain it"
+    return "no earlier epochs (a scikit-learn model, or a single epoch)"
+
+
+def match_accuracies(ctx: RunContext, models: Mapping[str, Model]) -> tuple[dict[str, Model], dict[str, Any]]:
+    """Models of equal accuracy, as DIG compares them: every model stronger than the weakest (on the validation
+    split, never the test set) stands in by the epoch of its own training whose validation accuracy is
+    nearest the weakest's. Models without kept epochs (scikit-learn ones, files, entries stored before xai
+    kept epochs) stay as they are, with the reason recorded."""
+    val = {name: ctx.accuracy(m.classifier, "val") for name, m in models.items()}
+    target = min(val, key=lambda n: val[n])
+    out = dict(models)
+    record: dict[str, Any] = {"split": "val", "target": target, "target_accuracy": val[target], "models": {}}
+    for name, m in models.items():
+        if name == target:
+            continue
+        kept = (m.stored.meta.get("snapshots") or []) if m.stored is not None and m.spec is not None else []
+        entry: dict[str, Any] = {"final_accuracy": val[name], "epoch": "final", "accuracy": val[name]}
+        if not kept:
+            entry["note"] = _why_no_epochs(m)
+            log.warning("accuracy matching: %s stays as it is, %s", name, entry["note"])
+            record["models"][name] = entry
+            continue
+        candidates: dict[str, tuple[Any, float]] = {"final": (m.classifier, val[name])}
+        for snap in kept:
+            model = ctx.store.snapshot(m.stored, m.spec.config, ctx.seed, int(snap["epoch"]))
+            if isinstance(model, torch.nn.Module):
+                model.to(ctx.device)
+            candidates[str(snap["epoch"])] = (model, ctx.accuracy(model, "val"))
+        best = min(candidates, key=lambda k: abs(candidates[k][1] - val[target]))
+        entry.update(epoch=best, accuracy=candidates[best][1],
+                     epochs={k: acc for k, (_, acc) in candidates.items()})
+        out[name] = Model(name, candidates[best][0], m.source, m.spec, m.stored)
+        log.info("accuracy matching: %s stands in by epoch %s (validation accuracy %.4f; %s: %.4f)", name, best,
+                 candidates[best][1], target, val[target])
+        record["models"][name] = entry
+    return out, record
+
+
 def _model_agreement(pool: ModelPool, test: Split, class_names: Sequence[str], max_gap: float) -> dict[str, Any]:
     preds = pool.predict(test.x)
     y = test.y.numpy()

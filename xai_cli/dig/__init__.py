@@ -9,5 +9,7 @@ pool.py      the models under comparison, queried together
 space.py     where segments live: a VAE's latent space, or the raw inputs
 segments.py  anchors and their counterfactual neighbours
 search.py    the batched grid walk and bisection that delimit discrepancy areas
+refine.py    tracing found areas sideways: more queries where the disagreement is
+coverage.py  how much of the disagreement the areas found cover (the benchmark's and tests' measure)
 realism.py   how far visited points lie from real data
 """

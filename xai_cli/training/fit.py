@@ -15,9 +15,11 @@ from torch import nn
 from torch.optim import Optimizer
 
 from xai_cli.data.base import ArrayDataModule
+from xai_cli.models.classifiers.base import TorchClassifier
 from xai_cli.models.classifiers.sklearn_models import SklearnClassifier
 from xai_cli.training.module import TrainingModule
 from xai_cli.training.parallel import effective_precision, world_size
+from xai_cli.training.snapshots import EpochSnapshots
 from xai_cli.training.trainer import build_trainer, ctrl_c_passes_through, fit_record
 
 log = logging.getLogger("xai")
@@ -48,6 +50,7 @@ class Seeds:
 class FitResult:
     train_time_s: float
     details: dict[str, Any] = field(default_factory=dict)
+    snapshots: list[tuple[int, dict[str, torch.Tensor]]] = field(default_factory=list)  # (epoch, state dict)
 
 
 class LightningFit:
@@ -77,7 +80,10 @@ class LightningFit:
         seeds = Seeds.of(self.seeds, seed)
         data.set_loader_seed(seeds.order)
         module = TrainingModule(model, self.optimizer, self.scheduler, label)
-        trainer = build_trainer(trainer_cfg, self.epochs_for(len(data.split("train"))), label)
+        # a classifier's earlier epochs are kept (accuracy matching); spawned workers' copies never return
+        snapshots = EpochSnapshots() if isinstance(model, TorchClassifier) and world_size(trainer_cfg) == 1 else None
+        trainer = build_trainer(trainer_cfg, self.epochs_for(len(data.split("train"))), label,
+                                also=[snapshots] if snapshots else [])
         if seeds.dropout is not None:
             torch.manual_seed(seeds.dropout)  # the loader has its own generator: only dropout draws from this one
         start = time.perf_counter()
@@ -86,7 +92,8 @@ class LightningFit:
         elapsed = time.perf_counter() - start
         model.cpu().eval()
         return FitResult(elapsed, {**fit_record(trainer), "world_size": world_size(trainer_cfg),
-                                   "precision": effective_precision(trainer_cfg)})
+                                   "precision": effective_precision(trainer_cfg)},
+                         snapshots.states if snapshots else [])
 
 
 class SklearnFit:

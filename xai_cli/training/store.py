@@ -33,6 +33,7 @@ from xai_cli.errors import UserError
 from xai_cli.models.classifiers.base import Classifier
 from xai_cli.training.fit import Seeds
 from xai_cli.training.parallel import effective_precision, world_size
+from xai_cli.training.snapshots import save_snapshots, snapshot_file
 from xai_cli.utils.hashing import file_sha256
 
 log = logging.getLogger("xai")
@@ -160,6 +161,15 @@ class ModelStore:
                     Path(lock.lock_file).unlink()
 
     # --- internals ----------------------------------------------------------------------------------
+    def snapshot(self, stored: StoredModel, model_cfg: DictConfig, seed: int, epoch: int) -> Classifier:
+        """The weights `stored` had at the end of `epoch` (kept by its training), as a model ready to use."""
+        path = snapshot_file(stored.path, stored.meta, epoch)
+        model = self._build(model_cfg, seed)
+        model.load(path)
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+        return model
+
     def _acquire(self, lock: FileLock, name: str) -> None:
         """Take the entry's lock, saying so when another run holds it, and give up after lock_timeout_s.
         flock on a cluster filesystem works where the filesystem supports it (NFS with lockd, Lustre mounted
@@ -248,6 +258,7 @@ class ModelStore:
                 "artifact": {"file": ARTIFACT, "bytes": (tmp / ARTIFACT).stat().st_size,
                              "sha256": file_sha256(tmp / ARTIFACT)},
                 "fit": {"train_time_s": result.train_time_s, **result.details},
+                "snapshots": save_snapshots(result.snapshots, tmp),
             }
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
             try:

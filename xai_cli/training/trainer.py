@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning.pytorch as L
 import torch
@@ -188,14 +188,15 @@ def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
 
 
-def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, **overrides: Any) -> L.Trainer:
+def build_trainer(trainer_cfg: DictConfig, epochs: int, label: str, also: Sequence[L.Callback] = (),
+                  **overrides: Any) -> L.Trainer:
     """A Trainer from the config; the store keeps the weights and the callbacks group says what else runs
-    (progress by default; early stopping, checkpoints). `overrides` replace any setting, e.g. a step budget
-    and callbacks of the caller's own."""
+    (progress by default; early stopping, checkpoints); `also` adds callbacks of the caller's. `overrides`
+    replace any setting, e.g. a step budget or all the callbacks."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     check_parallel(trainer_cfg)
-    callbacks = [FitRecord(), CloseProcessGroup(), *configured_callbacks(trainer_cfg, label)]
+    callbacks = [FitRecord(), CloseProcessGroup(), *configured_callbacks(trainer_cfg, label), *also]
     settings: dict[str, Any] = {
         "max_epochs": trainer_cfg.get("max_epochs") or epochs,
         "logger": False,

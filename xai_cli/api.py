@@ -408,8 +408,8 @@ def discrepancy(models: Models, data: Data, *, space: str = "latent", generator:
         generator: settings of the β-VAE, e.g. `{"latent_dim": 10, "beta": 4}` (the CLI's `generator.*`).
         seed, model_dir, trainer, outputs: as in `train`.
         **settings: the search's settings (the CLI's `discrepancy.*`): anchors (200), anchor_choice
-            ("uncertain" or "random"), neighbours (5), n_steps (16), eps (0.001), refine_rounds (3 rounds
-            tracing each found area sideways; 0: off), refine_segments (2000), refine_steps (5),
+            ("uncertain" or "random"), neighbours (5), n_steps (16), eps (0.001), refine_rounds (2 rounds
+            tracing each found area sideways; 0: off), refine_segments (1000), refine_steps (5),
             refine_eps (0.01), max_accuracy_gap (0.01), match_accuracy (False: compare a stronger net by its
             epoch nearest the weakest model's validation accuracy), explain_index (a test image to explain by its
             nearest areas), n_shown (6), ...

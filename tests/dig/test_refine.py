@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.dig.test_search import Threshold, plane
 from xai_cli.dig.pool import ModelPool, unanimous
-from xai_cli.dig.refine import trace_areas
+from xai_cli.dig.refine import data_spacing, trace_areas
 from xai_cli.dig.search import search
 
 
@@ -50,3 +51,17 @@ def test_tracing_stops_where_it_has_been_and_can_be_capped_or_off() -> None:
     assert len(capped.z_from) == 3 and len(capped.areas) == 3  # one segment a round
     off = trace_areas(plane(), pool, found.areas, z_from, z_to, rounds=0)
     assert off.rounds == 0 and len(off.areas) == 0 and off.z_from.shape == (0, 2)
+
+
+def test_the_sideways_step_never_leaves_the_data_where_neighbours_lie_far_apart() -> None:
+    # ten dimensions, short segments: neighbouring codes lie much farther apart than segments stray from
+    # their ends, so the step is half that reach, not the spacing
+    g = torch.Generator().manual_seed(0)
+    z_from = torch.randn(300, 10, generator=g)
+    z_to = z_from + 0.05 * torch.randn(300, 10, generator=g)
+    ends = torch.cat([z_from, z_to])
+    step, reach = data_spacing(ends, z_from, z_to)
+    assert 0 < reach < 0.2 and step == pytest.approx(reach / 2)
+    _, z_from, z_to = band_setting()  # the plane: the spacing of the data, well within reach
+    step, reach = data_spacing(torch.cat([z_from, z_to]).unique(dim=0), z_from, z_to)
+    assert step == pytest.approx(0.05) and reach > 2 * step

@@ -51,8 +51,8 @@ class DiscrepancySettings:
     neighbours: int = 5
     n_steps: int = 16
     eps: float = 0.001
-    refine_rounds: int = 3
-    refine_segments: int = 2000
+    refine_rounds: int = 2
+    refine_segments: int = 1000
     refine_steps: int = 5
     refine_eps: float = 0.01
     max_accuracy_gap: float = 0.01

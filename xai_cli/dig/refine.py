@@ -60,16 +60,18 @@ def _nothing(like: Areas, dim: int, offset: float) -> Traced:
 def data_spacing(ends: torch.Tensor, z_from: torch.Tensor, z_to: torch.Tensor) -> tuple[float, float]:
     """The sideways step and how far from the data tracing may go.
 
-    Step: the median distance between neighbouring training codes (the segments' ends). Reach: the 0.99
-    quantile of the distance from points along the counterfactual segments to the nearest end.
+    Reach: the 0.99 quantile of the distance from points along the counterfactual segments to the nearest
+    end. Step: the median distance between neighbouring training codes (the segments' ends), but at most
+    half the reach: in a latent space of ten or more dimensions neighbours lie farther apart than segments
+    stray from their ends, and a full step would leave the data at once.
     """
     ends = ends.float()
     d = torch.cdist(ends, ends)
     d.fill_diagonal_(float("inf"))
-    offset = float(d.min(1).values.median())
+    spacing = float(d.min(1).values.median())
     probe = interpolate(z_from[:2000].float(), z_to[:2000].float(), torch.linspace(0, 1, 9)).reshape(-1, ends.shape[1])
     reach = float(np.quantile(_nearest(probe.numpy(), ends.numpy()), 0.99))
-    return offset, reach
+    return min(spacing, reach / 2), reach
 
 
 def trace_areas(space: Space, pool: ModelPool, found: Areas, z_from: torch.Tensor, z_to: torch.Tensor,

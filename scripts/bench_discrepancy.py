@@ -57,10 +57,11 @@ def main() -> None:
                  f"discrepancy.neighbours={args.neighbours}"]
     cfg = compose("discrepancy", overrides)
     ctx = RunContext.from_config(cfg)
-    pool = ModelPool({name: m.classifier for name, m in ctx.trained(specs_from(cfg.classifiers)).items()})
+    models = ctx.trained(specs_from(cfg.classifiers))
+    pool = ModelPool({name: m.classifier for name, m in models.items()})
     settings = DiscrepancySettings.of(OmegaConf.to_container(cfg.discrepancy, resolve=True))
     space = instantiate(cfg.space)
-    _, codes, _, pairs = build_segments(ctx, space, ModelSpec("beta_vae", cfg.generator), pool, settings)
+    _, codes, _, pairs = build_segments(ctx, space, ModelSpec("beta_vae", cfg.generator), models, settings)
     z_from, z_to = codes[pairs[:, 0]], codes[pairs[:, 1]]
     print(f"{args.dataset}: cnn + svm_rbf, β-VAE latent space, {len(pairs)} segments, {args.steps} grid points, "
           f"eps {args.eps}, {args.refine_rounds} tracing rounds, {torch.get_num_threads()} threads")

@@ -7,6 +7,7 @@ config and the Python API builds one from the user's objects, and the analysis r
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -27,6 +28,7 @@ from xai_cli.utils.threads import cap_pools
 log = logging.getLogger("xai")
 
 Source = Literal["store", "trained now", "given", "file"]
+TRAIN_PROBABILITIES = "train_probabilities.npy"  # beside a stored model: its outputs on the training inputs
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Model:
     source: Source
     spec: ModelSpec | None = None
     stored: StoredModel | None = None
+    epoch: int | None = None  # an earlier epoch of the stored model standing in for it (accuracy matching)
 
     @property
     def from_store(self) -> bool:
@@ -72,6 +75,8 @@ class Model:
         out: dict[str, Any] = {"from_store": self.from_store, "source": self.source}
         if self.stored is not None:
             out["store_entry"] = self.stored.path.name
+        if self.epoch is not None:
+            out["epoch"] = self.epoch
         file_info = getattr(self.classifier, "file_info", None)
         if callable(file_info):
             out.update(file_info())
@@ -143,6 +148,32 @@ class RunContext:
     def accuracy(self, model: Classifier, split: SplitName = "test") -> float:
         part = self.data.split(split)
         return accuracy(np.asarray(model.predict_proba(part.x)), part.y.numpy())
+
+    def train_probabilities(self, model: Model) -> np.ndarray:
+        """The model's class probabilities on every training input, kept in its store entry after the first time
+        (analyses that pick inputs by the models' confidence need them; on MNIST they cost a CNN and an SVM
+        about 18 s). Read back exactly as written (no pickle), so warm and cold runs choose alike."""
+        train = self.data.split("train")
+        path = None
+        if model.stored is not None and model.epoch is None:
+            path = model.stored.path / TRAIN_PROBABILITIES
+        if path is not None and path.is_file():
+            try:
+                kept = np.load(path, allow_pickle=False)
+                if kept.shape == (len(train), self.data.num_classes):
+                    return kept
+            except (OSError, ValueError) as exc:
+                log.info("%s: %s unreadable (%s): computing it again", model.name, path.name, exc)
+        probs = np.asarray(model.classifier.predict_proba(train.x))
+        if path is not None:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
+            try:
+                np.save(tmp, probs, allow_pickle=False)
+                os.replace(tmp, path)  # whole or not at all; a store shared by jobs writes the same array
+            except OSError as exc:  # a read-only store still serves its models
+                tmp.unlink(missing_ok=True)
+                log.info("%s: could not keep %s in the store (%s)", model.name, path.name, exc)
+        return probs
 
     def background(self, n: int) -> torch.Tensor:
         """`n` random training inputs (seeded by the run's seed), in their original order."""

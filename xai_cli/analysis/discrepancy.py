@@ -100,14 +100,14 @@ class DiscrepancyResult(AnalysisResult):
         return render(self.metrics, self.has_figure)
 
 
-def build_segments(ctx: RunContext, space: Any, generator: ModelSpec | None, pool: ModelPool,
+def build_segments(ctx: RunContext, space: Any, generator: ModelSpec | None, models: Mapping[str, Model],
                    s: DiscrepancySettings) -> tuple[Any, torch.Tensor, np.ndarray, np.ndarray]:
     """The search's inputs: what the space reports (the β-VAE), the training codes, anchors and segments."""
     data = ctx.data
     train = data.split("train")
     vae = space.prepare(ctx, generator)
     codes = space.encode(train.x)
-    train_probs = np.stack([np.asarray(m.predict_proba(train.x)) for m in pool.models.values()])
+    train_probs = np.stack([ctx.train_probabilities(m) for m in models.values()])
     train_preds = train_probs.argmax(2)
     anchors = choose_anchors(train_preds, train_probs.max(2).min(0), int(s.anchors), str(s.anchor_choice), ctx.seed)
     if s.explain_index is not None:
@@ -142,7 +142,7 @@ def find_discrepancies(ctx: RunContext, models: Mapping[str, Model], space: Any,
     for name, model in models.items():
         agreement["models"][name].update(model.describe())
 
-    vae, codes, anchors, pairs = build_segments(ctx, space, generator, pool, s)
+    vae, codes, anchors, pairs = build_segments(ctx, space, generator, models, s)
 
     pool.calls = pool.points = 0
     start = time.perf_counter()
@@ -420,7 +420,8 @@ def match_accuracies(ctx: RunContext, models: Mapping[str, Model]) -> tuple[dict
         best = min(candidates, key=lambda k: abs(candidates[k][1] - val[target]))
         entry.update(epoch=best, accuracy=candidates[best][1],
                      epochs={k: acc for k, (_, acc) in candidates.items()})
-        out[name] = Model(name, candidates[best][0], m.source, m.spec, m.stored)
+        out[name] = Model(name, candidates[best][0], m.source, m.spec, m.stored,
+                          None if best == "final" else int(best))
         log.info("accuracy matching: %s stands in by epoch %s (validation accuracy %.4f; %s: %.4f)", name, best,
                  candidates[best][1], target, val[target])
         record["models"][name] = entry

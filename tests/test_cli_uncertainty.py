@@ -64,6 +64,15 @@ def test_uncertainty_on_digits_with_stylegan2_lite_explains_an_image_and_scores_
     assert m["generator"]["name"] == "stylegan2_lite_cnn" and m["generator"]["steps"] == 20
     r = m["evaluation"]["realism"]
     assert r["n_images"] == 200 and r["kid_real_vs_real"] < r["kid"]  # 20 steps cannot look real yet
+    bands = r["by_msp"]  # every test image in exactly one band; a KID wherever a band has enough of them
+    assert [b["msp"] for b in bands] == [[0.0, 0.6], [0.6, 0.8], [0.8, 0.95], [0.95, 0.99], [0.99, 1.0]]
+    assert sum(b["n_real"] for b in bands) == m["dataset"]["sizes"]["test"]
+    for b in bands:
+        if b["n_real"] >= 20:
+            assert b["n"] == min(b["n_real"], 200) and b["kid_real_vs_real"] < b["kid"]
+        else:
+            assert b["kid"] is None and "fewer than 20" in b["note"]
+    assert any(b["kid"] is not None for b in bands)
     x = m["explanation"]
     assert x["index"] == 7 and 0 < x["reconstruction_rmse"] < 1 and len(x["row"]) >= 2
     assert {p.name for p in (run / "figures").iterdir()} == {"msp_scatter.png", "samples_msp_1.0.png",

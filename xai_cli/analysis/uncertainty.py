@@ -46,6 +46,8 @@ class UncertaintySettings:
     shown_msp: Sequence[float] = (1.0, 0.7)
     n_shown: int = 8
     n_realism: int = 1000
+    realism_bands: Sequence[float] = (0.0, 0.6, 0.8, 0.95, 0.99, 1.0)  # MSP band edges for KID per condition
+    realism_min_images: int = 20
     explain_index: int | None = None
     inversion: Mapping[str, Any] = field(default_factory=lambda: {"steps": 200, "restarts": 8, "lr": 0.05})
 
@@ -122,6 +124,10 @@ def measure_uncertainty(ctx: RunContext, model: Model, generator: ModelSpec,
     drawn = torch.cat([generate(z[i : i + 250], drawn_labels[i : i + 250], drawn_msp[i : i + 250])
                        for i in range(0, len(rows), 250)])  # in chunks: paper-size generators on a GPU
     realism = _realism(classifier, train.x, test.x, drawn, ctx.seed) if len(data.input_shape) == 3 else None
+    if realism is not None:
+        test_labels = torch.from_numpy(test_probs.argmax(1)) if s.condition_class == "predicted" else test.y
+        realism["by_msp"] = _realism_by_msp(classifier, generate, gan, (test.x, test_labels, test_probs.max(1)),
+                                            (train.x, real_msp), s, ctx.seed)
 
     result = UncertaintyResult(metrics={})
     agree = samples["label_out"] == samples["label_in"]
@@ -228,6 +234,41 @@ def _realism(classifier: Any, train_x: torch.Tensor, test_x: torch.Tensor, fake:
             "n_images": n, "features": "the classifier's penultimate layer (input of its last linear layer)"}
 
 
+def _realism_by_msp(classifier: Any, generate: Any, gan: Any, test: tuple[torch.Tensor, torch.Tensor, np.ndarray],
+                    train: tuple[torch.Tensor, np.ndarray], s: UncertaintySettings, seed: int) -> list[dict[str, Any]]:
+    """KID per confidence band: real test images whose MSP lies in the band against samples asked for exactly
+    their conditions (class and MSP, one each), and real training images of the band against the same test
+    images (the floor). An uncertain sample should look like the real uncertain images, not like a
+    confident one nor like nothing real; a KID against all test images cannot tell."""
+    features = PenultimateFeatures(classifier)
+    device = next(classifier.parameters()).device
+    (x, labels, msp), (train_x, train_msp) = test, train
+    edges = [float(e) for e in s.realism_bands]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = k == len(edges) - 2
+        inside = np.flatnonzero((msp >= lo) & ((msp <= hi) if last else (msp < hi)))
+        row: dict[str, Any] = {"msp": [lo, hi], "n_real": int(len(inside)), "kid": None}
+        train_inside = np.flatnonzero((train_msp >= lo) & ((train_msp <= hi) if last else (train_msp < hi)))
+        if len(inside) < int(s.realism_min_images) or len(train_inside) < 2:
+            row["note"] = f"fewer than {int(s.realism_min_images)} real test images in this band"
+            rows.append(row)
+            continue
+        inside = np.sort(rng.choice(inside, min(len(inside), int(s.n_realism)), replace=False))
+        z = gan.sample_latent(len(inside), torch.Generator().manual_seed(seed + k))
+        cond_msp = torch.from_numpy(msp[inside]).float()
+        fake = torch.cat([generate(z[i : i + 250], labels[inside][i : i + 250], cond_msp[i : i + 250])
+                          for i in range(0, len(inside), 250)])
+        real = x[inside].to(device)
+        row["kid"], row["kid_std"] = kernel_distance(features, real, fake.to(device), seed)
+        floor = np.sort(rng.choice(train_inside, min(len(train_inside), len(inside)), replace=False))
+        row["kid_real_vs_real"], _ = kernel_distance(features, real, train_x[floor].to(device), seed)
+        row["n"] = int(len(inside))
+        rows.append(row)
+    return rows
+
+
 def _explain(gan: Any, classifier: Any, test: Any, index: int, grid: np.ndarray, seed: int,
              class_names: Sequence[str], use_label: bool, **inversion: Any) -> dict[str, Any]:
     """Invert test image `index` at its own condition (class as the GAN was conditioned: predicted, or the
@@ -300,6 +341,15 @@ def render(metrics: dict[str, Any]) -> Document:
                       f"{realism['features']} of {c['name']}; real training vs real test images: "
                       f"{realism['kid_real_vs_real']:.4f} ± {realism['kid_real_vs_real_std']:.4f} (lower is "
                       f"more alike; comparable only between runs with this classifier).")
+        bands = realism.get("by_msp")
+        if bands:
+            doc.paragraph("The same per confidence band: real test images whose MSP lies in the band against samples "
+                          "asked for exactly their conditions (class and MSP), and real training images of the band "
+                          "against the same test images (the floor). Uncertain samples should look like the real "
+                          "uncertain images: their KID near the confident band's and near its floor.")
+            doc.table(["MSP band", "real test images", "KID", "±", "real vs real"],
+                      [[f"{b['msp'][0]:.2f}–{b['msp'][1]:.2f}", b["n_real"], fmt(b["kid"]), fmt(b.get("kid_std")),
+                        fmt(b.get("kid_real_vs_real"))] for b in bands])
     corruption = c["accuracy"].get("by_corruption")
     if corruption:
         doc.heading("Corrupted training data")

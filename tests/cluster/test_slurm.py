@@ -11,7 +11,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 from tests.cluster.slurm import PARTITION, LocalSlurm, free_port
 from tests.conftest import FAST, load_json, run_xai, xai_command, xai_env
 

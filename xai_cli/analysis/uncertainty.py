@@ -100,7 +100,7 @@ def measure_uncertainty(ctx: RunContext, model: Model, generator: ModelSpec,
         gan_stored = _gan(ctx, model, conditioned(generator, s), Path(scratch))
     gan = gan_stored.model.eval()
 
-    train_probs = np.asarray(classifier.predict_proba(train.x))
+    train_probs = ctx.train_probabilities(model)  # kept in the classifier's store entry after the first run
     real_msp = train_probs.max(1)
     # the real conditions, as the GAN was trained on them
     real_labels = torch.from_numpy(train_probs.argmax(1)) if s.condition_class == "predicted" else train.y

@@ -274,3 +274,17 @@ def test_no_lock_file_is_left_once_its_entry_exists(tmp_path: Path) -> None:
         _get(store, _cfg("classifiers=[logreg]", f"seed={seed}"), "logreg")
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
     assert not list(tmp_path.glob("*.lock"))
+
+
+def test_earlier_epochs_are_kept_beside_the_weights_unless_the_store_is_told_not_to(tmp_path: Path) -> None:
+    cfg = _cfg("classifiers=[small_cnn]", "trainer.max_epochs=3")
+    kept, data = _get(ModelStore(tmp_path / "kept"), cfg)
+    assert [s["epoch"] for s in kept.meta["snapshots"]] == [1, 2]  # the third is model.bin itself
+    assert sorted(p.name for p in kept.path.glob("epoch-*.pt")) == ["epoch-1.pt", "epoch-2.pt"]
+    epoch_1 = ModelStore(tmp_path / "kept").snapshot(kept, cfg.classifiers.small_cnn, cfg.seed, 1)
+    x = data.split("test").x
+    assert not np.array_equal(epoch_1.predict_proba(x), kept.model.predict_proba(x))  # an earlier point
+    bare, _ = _get(ModelStore(tmp_path / "bare", keep_epochs=False), cfg, data=data)
+    assert bare.meta["snapshots"] == [] and not list(bare.path.glob("epoch-*.pt"))
+    assert bare.key == kept.key  # the same model either way
+    assert np.array_equal(bare.model.predict_proba(x), kept.model.predict_proba(x))

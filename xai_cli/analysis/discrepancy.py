@@ -389,7 +389,7 @@ def _why_no_epochs(m: Model) -> str:
         return "not trained into the store (a given model or a file)"
     if "snapshots" not in m.stored.meta:
         return "stored before xai kept earlier epochs: remove its store entry to retrain it"
-    return "no earlier epochs (a scikit-learn model, or a single epoch)"
+    return "no earlier epochs (a scikit-learn model, a single epoch, or stored with paths.store_keep_epochs=false)"
 
 
 def match_accuracies(ctx: RunContext, models: Mapping[str, Model]) -> tuple[dict[str, Model], dict[str, Any]]:

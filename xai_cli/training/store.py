@@ -99,13 +99,15 @@ class CorruptEntry(Exception):
 
 
 class ModelStore:
-    def __init__(self, root: str | Path, lock_timeout_s: float = 4 * 3600) -> None:
+    def __init__(self, root: str | Path, lock_timeout_s: float = 4 * 3600, keep_epochs: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
         self.lock_timeout_s = lock_timeout_s
+        self.keep_epochs = keep_epochs  # a torch classifier's earlier epochs beside its weights (not in the key)
 
     @classmethod
     def from_paths(cls, paths: DictConfig) -> "ModelStore":
-        return cls(str(paths.model_dir), 60 * float(paths.get("store_lock_timeout_min", 240)))
+        return cls(str(paths.model_dir), 60 * float(paths.get("store_lock_timeout_min", 240)),
+                   bool(paths.get("store_keep_epochs", True)))
 
     def entry_dir(self, name: str, key: str) -> Path:
         """The entry of `key`: an existing folder of that key whatever name it was stored under (a name is a
@@ -258,7 +260,7 @@ class ModelStore:
                 "artifact": {"file": ARTIFACT, "bytes": (tmp / ARTIFACT).stat().st_size,
                              "sha256": file_sha256(tmp / ARTIFACT)},
                 "fit": {"train_time_s": result.train_time_s, **result.details},
-                "snapshots": save_snapshots(result.snapshots, tmp),
+                "snapshots": save_snapshots(result.snapshots if self.keep_epochs else [], tmp),
             }
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
             try:

@@ -73,6 +73,14 @@ def test_nested_loops_are_tasks_of_one_live_display(terminal: io.StringIO) -> No
     assert "models" in terminal.getvalue() and "images" in terminal.getvalue()
 
 
+def test_a_loop_that_ends_between_two_refreshes_still_shows_its_last_state(terminal: io.StringIO) -> None:
+    """A one-epoch fit can end before the display's next auto-refresh; its bar was then never drawn."""
+    with progress_bar("outer", 1):
+        with progress_bar("fit", 3) as advance:
+            advance(3, description="fit epoch 1/1  loss 0.123")
+    assert "fit epoch 1/1  loss 0.123" in terminal.getvalue()
+
+
 def test_a_fit_inside_a_loop_draws_on_the_same_display(terminal: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
     """The trainer an analysis builds in a terminal: Lightning's own rich bar started a second live display
     inside ours, and the run crashed when the outer loop ended (IndexError: pop from empty list)."""

@@ -64,6 +64,7 @@ class _Display:
     def remove(cls, task: int) -> None:
         progress = cls.progress
         assert progress is not None
+        progress.refresh()  # draw the task's last state once: a short loop may end between two auto-refreshes
         progress.remove_task(task)
         cls.tasks -= 1
         if cls.tasks == 0:

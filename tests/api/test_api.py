@@ -291,6 +291,24 @@ def test_consistency_of_architectures_by_name(digits, net, tmp_path: Path) -> No
         xai.consistency(["small_cnn"], digits, perturbation="noise", model_dir=tmp_path)
 
 
+def test_the_training_set_is_classified_once_when_the_gan_is_trained(tmp_path: Path) -> None:
+    """The GAN's fit and the analysis both need the classifier's probabilities on every training input: the
+    fit takes the runner's copy (on MNIST a second pass cost a cnn about 9 s)."""
+    moons = xai.datasets.load("moons")
+    n_train = len(moons.split("train"))
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+    whole_passes = []
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        whole_passes.append(len(x) == n_train)
+        return torch.softmax(module(torch.as_tensor(x, dtype=torch.float32)), 1).detach().numpy()
+
+    xai.uncertainty({"box": probabilities}, moons, generator_settings={"fit.steps": 20}, n_per_point=5,
+                    model_dir=tmp_path)
+    assert sum(whole_passes) == 1
+
+
 def test_uncertainty_of_a_named_model_and_of_a_users_module(tmp_path: Path) -> None:
     moons = xai.datasets.load("moons")
     quick = {"generator_settings": {"fit.steps": 100}, "n_per_point": 10, "model_dir": tmp_path / "models"}

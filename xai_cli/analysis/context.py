@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -91,6 +91,9 @@ class RunContext:
     store: ModelStore
     trainer: DictConfig
     seed: int = 0
+    # this run's training-set probabilities by classifier (id -> (classifier, probabilities)), for models the
+    # store does not keep them for: the GAN's fit and the analysis ask for the same array
+    _train_probabilities: dict[int, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         cap_pools()  # every analysis, CLI or API, starts here: no more threads than CPUs it may use
@@ -154,6 +157,9 @@ class RunContext:
         (analyses that pick inputs by the models' confidence need them; on MNIST they cost a CNN and an SVM
         about 18 s). Read back exactly as written (no pickle), so warm and cold runs choose alike."""
         train = self.data.split("train")
+        seen = self._train_probabilities.get(id(model.classifier))
+        if seen is not None and seen[0] is model.classifier:
+            return seen[1]
         path = None
         if model.stored is not None and model.epoch is None:
             path = model.stored.path / TRAIN_PROBABILITIES
@@ -173,6 +179,7 @@ class RunContext:
             except OSError as exc:  # a read-only store still serves its models
                 tmp.unlink(missing_ok=True)
                 log.info("%s: could not keep %s in the store (%s)", model.name, path.name, exc)
+        self._train_probabilities[id(model.classifier)] = (model.classifier, probs)
         return probs
 
     def background(self, n: int) -> torch.Tensor:

@@ -200,7 +200,8 @@ def _learner_store(ctx: RunContext, model: Model, vae: StoredModel, scratch: Pat
                                  "fit": OmegaConf.to_container(fit_cfg, resolve=True),
                                  "against": {"classifier": identity, "generator": vae.key}})
         return store.get(f"latent_rl_{label}", spec, ctx.data, ctx.dataset_cfg, ctx.trainer, ctx.seed,
-                         context={"classifier": model.classifier, "vae": vae.model})
+                         context={"classifier": model.classifier, "vae": vae.model,
+                                  "train_probabilities": lambda: ctx.train_probabilities(model)})
     return get
 
 

@@ -183,7 +183,9 @@ def _gan(ctx: RunContext, model: Model, generator: ModelSpec, scratch: Path) -> 
     label = model.spec.name if model.spec is not None else model.name
     spec = OmegaConf.merge(generator.config, {"against": {"classifier": identity}})
     return to_device(store.get(f"{generator.name}_{label}", spec, ctx.data, ctx.dataset_cfg, ctx.trainer, ctx.seed,
-                               context={"classifier": model.classifier}))
+                               context={"classifier": model.classifier,
+                                        # lazily: a stored GAN needs none; a trained one reuses the store's copy
+                                        "train_probabilities": lambda: ctx.train_probabilities(model)}))
 
 
 class UncertaintyRunner:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class LatentRLFit:
         self.buffer_size = int(buffer_size)
 
     def fit(self, actor: LatentActor, data: Any, trainer_cfg: Any, seed: int, label: str, *, classifier: Any,
-            vae: Any, **_: Any) -> Any:
+            vae: Any, train_probabilities: Callable[[], np.ndarray] | None = None, **_: Any) -> Any:
         from xai_cli.training.fit import FitResult
 
         torch.manual_seed(seed)
@@ -70,7 +70,8 @@ class LatentRLFit:
         device = vae.device
         train_x = data.split("train").x
         codes = vae.encode(train_x).to(device)
-        predicted = torch.from_numpy(np.asarray(classifier.predict_proba(train_x)).argmax(1)).to(device)
+        probs = train_probabilities() if train_probabilities is not None else classifier.predict_proba(train_x)
+        predicted = torch.from_numpy(np.asarray(probs).argmax(1)).to(device)
         k, d = actor.num_classes, actor.latent_dim
         actor.to(device).train()
         critic = _mlp(d, k, self.hidden).to(device)

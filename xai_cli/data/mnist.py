@@ -118,8 +118,8 @@ class CorruptedMNISTDataModule(MNISTDataModule):
         self,
         corrupted_fraction: float = 0.5,
         corruption_seed: int = 0,
-        noise_sigmas: Sequence[float] = (0.08, 0.12, 0.18, 0.26, 0.38),
-        blur_sigmas: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5),
+        noise_sigmas: Sequence[float] = (0.25, 0.4, 0.6, 0.8, 1.0),
+        blur_sigmas: Sequence[float] = (1.0, 2.0, 3.0, 4.0, 6.0),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning.pytorch as L
 import numpy as np
@@ -282,14 +282,17 @@ class GANFit:
     resumable = True  # the store hands `fit` a work_dir for checkpoints
 
     def fit(self, gan: ConditionalGAN, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int, label: str, *,
-            classifier: Any, work_dir: Path | None = None, **_: Any) -> FitResult:
+            classifier: Any, work_dir: Path | None = None,
+            train_probabilities: Callable[[], np.ndarray] | None = None, **_: Any) -> FitResult:
         if self.aux_weight > 0 and not isinstance(classifier, torch.nn.Module):
             raise UserError("uncertainty.aux_weight > 0 needs a torch classifier (its gradients); this one has none")
         if self.module_settings["pl_weight"] > 0 and not hasattr(gan.generator, "synthesis"):
             raise UserError("generator.fit.pl_weight > 0 needs a generator with a mapping and a synthesis network "
                             "(generator=stylegan2_lite); this one has none")
         train = data.split("train")
-        probs = np.asarray(classifier.predict_proba(train.x))
+        # the runner's copy when it has one (kept in the classifier's store entry): the same numbers, computed once
+        probs = np.asarray(train_probabilities() if train_probabilities is not None
+                           else classifier.predict_proba(train.x))
         msp = torch.from_numpy(probs.max(1)).float()
         labels = torch.from_numpy(probs.argmax(1)) if self.condition_class == "predicted" else train.y
         loader = DataLoader(TensorDataset(train.x, labels, msp), batch_size=self.batch_size,

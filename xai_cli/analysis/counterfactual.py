@@ -144,7 +144,7 @@ def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, met
         "command": "counterfactual",
         "dataset": data.summary(),
         "seed": ctx.seed,
-        "classifier": {"name": model.name, "accuracy": {"test": ctx.accuracy(classifier)}, **model.describe()},
+        "classifier": {"name": model.name, "accuracy": {"test": ctx.accuracy(model)}, **model.describe()},
         "indices": idx.tolist(),
         "predicted": probs.argmax(1).tolist(),
         "targets": target.tolist(),

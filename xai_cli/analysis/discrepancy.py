@@ -397,7 +397,7 @@ def match_accuracies(ctx: RunContext, models: Mapping[str, Model]) -> tuple[dict
     split, never the test set) stands in by the epoch of its own training whose validation accuracy is
     nearest the weakest's. Models without kept epochs (scikit-learn ones, files, entries stored before xai
     kept epochs) stay as they are, with the reason recorded."""
-    val = {name: ctx.accuracy(m.classifier, "val") for name, m in models.items()}
+    val = {name: ctx.accuracy(m, "val") for name, m in models.items()}
     target = min(val, key=lambda n: val[n])
     out = dict(models)
     record: dict[str, Any] = {"split": "val", "target": target, "target_accuracy": val[target], "models": {}}

@@ -145,7 +145,7 @@ def explain_models(ctx: RunContext, models: Mapping[str, Model], explainers: Map
         "seed": ctx.seed,
         "target": s.target,
         "indices": idx.tolist(),
-        "models": {m: {"accuracy": {"test": ctx.accuracy(model.classifier)}, **model.describe()}
+        "models": {m: {"accuracy": {"test": ctx.accuracy(model)}, **model.describe()}
                    for m, model in models.items()},
         "predictions": predictions,
         "settings": {"background_size": int(s.background_size), "faithfulness": asdict(s.faithfulness),

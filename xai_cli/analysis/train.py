@@ -84,7 +84,7 @@ def evaluate(ctx: RunContext, models: dict[str, Model], splits: Sequence[str] = 
         accuracies = {}
         for split in splits:
             part = data.split(split)  # type: ignore[arg-type]
-            probs = model.classifier.predict_proba(part.x)
+            probs = ctx.probabilities(model, split)  # a warm entry keeps them
             accuracies[split] = accuracy(probs, part.y.numpy())
             if split == "test":
                 test_predictions[name] = probs.argmax(1)

@@ -104,7 +104,7 @@ def measure_uncertainty(ctx: RunContext, model: Model, generator: ModelSpec,
     real_msp = train_probs.max(1)
     # the real conditions, as the GAN was trained on them
     real_labels = torch.from_numpy(train_probs.argmax(1)) if s.condition_class == "predicted" else train.y
-    test_probs = np.asarray(classifier.predict_proba(test.x))
+    test_probs = ctx.probabilities(model, "test")
     grid = msp_grid(data.num_classes, int(s.grid_points), float(s.msp_low))
 
     @torch.no_grad()

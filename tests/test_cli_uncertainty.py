@@ -70,6 +70,7 @@ def test_uncertainty_on_digits_with_stylegan2_lite_explains_an_image_and_scores_
     for b in bands:
         if b["n_real"] >= 20:
             assert b["n"] == min(b["n_real"], 200) and b["kid_real_vs_real"] < b["kid"]
+            assert b["feature_norm"] > 0 and b["kid_scaled_real_vs_real"] < b["kid_scaled"]
         else:
             assert b["kid"] is None and "fewer than 20" in b["note"]
     assert any(b["kid"] is not None for b in bands)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from xai_cli.confidence.inversion import invert, lower_confidence
-from xai_cli.confidence.realism import PenultimateFeatures, kernel_distance
+from xai_cli.confidence.realism import PenultimateFeatures, ScaledFeatures, kernel_distance, mean_norm
 
 torch.manual_seed(0)
 BASIS = torch.randn(8, 36)
@@ -62,3 +62,17 @@ def test_kid_is_near_zero_for_samples_of_one_distribution_and_large_for_another(
     far, _ = kernel_distance(features, a, 0.5 * b + 0.5, seed=0)
     assert abs(same) < 0.02 * far and same < near < far
     assert kernel_distance(features, a, b, seed=0)[0] == pytest.approx(same, abs=1e-12)  # seeded subsets
+
+
+def test_scaled_features_make_kid_blind_to_the_size_of_the_features() -> None:
+    """The same two distributions, once with features ten times larger: raw KID moves by orders of magnitude,
+    KID on features divided by the real set's mean norm does not."""
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.5
+    small, large = nn.Identity(), ScaledFeatures(nn.Identity(), 0.1)  # the second: features x10
+    raw_small, _ = kernel_distance(small, real, fake, seed=0)
+    raw_large, _ = kernel_distance(large, real, fake, seed=0)
+    assert raw_large > 100 * raw_small
+    scaled_small, _ = kernel_distance(ScaledFeatures(small, mean_norm(small, real)), real, fake, seed=0)
+    scaled_large, _ = kernel_distance(ScaledFeatures(large, mean_norm(large, real)), real, fake, seed=0)
+    assert scaled_large == pytest.approx(scaled_small, rel=1e-6)

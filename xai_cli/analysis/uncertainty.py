@@ -23,7 +23,7 @@ from xai_cli.analysis.context import Model, ModelSpec, RunContext
 from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.confidence.evaluation import evaluate_grid, msp_grid
 from xai_cli.confidence.inversion import invert, lower_confidence
-from xai_cli.confidence.realism import PenultimateFeatures, kernel_distance
+from xai_cli.confidence.realism import PenultimateFeatures, ScaledFeatures, kernel_distance, mean_norm
 from xai_cli.errors import UserError, user_errors_unwrapped
 from xai_cli.models.adapters import fingerprint
 from xai_cli.report.document import Document
@@ -262,10 +262,15 @@ def _realism_by_msp(classifier: Any, generate: Any, gan: Any, test: tuple[torch.
         cond_msp = torch.from_numpy(msp[inside]).float()
         fake = torch.cat([generate(z[i : i + 250], labels[inside][i : i + 250], cond_msp[i : i + 250])
                           for i in range(0, len(inside), 250)])
-        real = x[inside].to(device)
-        row["kid"], row["kid_std"] = kernel_distance(features, real, fake.to(device), seed)
-        floor = np.sort(rng.choice(train_inside, min(len(train_inside), len(inside)), replace=False))
-        row["kid_real_vs_real"], _ = kernel_distance(features, real, train_x[floor].to(device), seed)
+        real, fake = x[inside].to(device), fake.to(device)
+        floor = train_x[np.sort(rng.choice(train_inside, min(len(train_inside), len(inside)), replace=False))]
+        row["kid"], row["kid_std"] = kernel_distance(features, real, fake, seed)
+        row["kid_real_vs_real"], _ = kernel_distance(features, real, floor.to(device), seed)
+        # the same on one scale for every band (ScaledFeatures): what compares an uncertain band with a confident one
+        row["feature_norm"] = mean_norm(features, real)
+        scaled = ScaledFeatures(features, row["feature_norm"])
+        row["kid_scaled"], row["kid_scaled_std"] = kernel_distance(scaled, real, fake, seed)
+        row["kid_scaled_real_vs_real"], _ = kernel_distance(scaled, real, floor.to(device), seed)
         row["n"] = int(len(inside))
         rows.append(row)
     return rows
@@ -347,11 +352,15 @@ def render(metrics: dict[str, Any]) -> Document:
         if bands:
             doc.paragraph("The same per confidence band: real test images whose MSP lies in the band against samples "
                           "asked for exactly their conditions (class and MSP), and real training images of the band "
-                          "against the same test images (the floor). Uncertain samples should look like the real "
-                          "uncertain images: their KID near the confident band's and near its floor.")
-            doc.table(["MSP band", "real test images", "KID", "±", "real vs real"],
+                          "against the same test images (the floor). The classifier's features grow with its "
+                          "confidence, and KID with them: the scaled columns divide a band's features by its real "
+                          "images' mean norm, so that bands compare. Uncertain samples should look like the real "
+                          "uncertain images: their scaled KID near the confident band's and near its floor.")
+            doc.table(["MSP band", "real test images", "KID", "±", "real vs real", "scaled KID", "±",
+                       "scaled real vs real"],
                       [[f"{b['msp'][0]:.2f}–{b['msp'][1]:.2f}", b["n_real"], fmt(b["kid"]), fmt(b.get("kid_std")),
-                        fmt(b.get("kid_real_vs_real"))] for b in bands])
+                        fmt(b.get("kid_real_vs_real")), fmt(b.get("kid_scaled")), fmt(b.get("kid_scaled_std")),
+                        fmt(b.get("kid_scaled_real_vs_real"))] for b in bands])
     corruption = c["accuracy"].get("by_corruption")
     if corruption:
         doc.heading("Corrupted training data")

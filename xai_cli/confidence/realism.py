@@ -40,6 +40,26 @@ class PenultimateFeatures(nn.Module):
         return captured[0].flatten(1).double()  # double: the MMD sums many large kernel values
 
 
+class ScaledFeatures(nn.Module):
+    """Features divided by a fixed number. KID's cubic kernel (x.y/d + 1)^3 grows with the features' size, and
+    a classifier's penultimate activations grow with its confidence (on MNIST-corrupted, real vs generated: KID
+    442 for MSP 0.99-1, 1.3 for MSP 0.6-0.8): dividing a band's features by its real images' mean norm puts
+    every band on one scale."""
+
+    def __init__(self, features: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.features, self.scale = features, float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x) / self.scale
+
+
+@torch.no_grad()
+def mean_norm(features: nn.Module, images: torch.Tensor, batch_size: int = 500) -> float:
+    return float(torch.cat([features(images[i : i + batch_size]).norm(dim=1)
+                            for i in range(0, len(images), batch_size)]).mean())
+
+
 @torch.no_grad()
 def kernel_distance(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
                     subsets: int = 50, batch_size: int = 500) -> tuple[float, float]:

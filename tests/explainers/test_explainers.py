@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from tests.conftest import CONFIG_DIR, compose_config
 from xai_cli.explainers.base import NotApplicable
 from xai_cli.explainers.gradient import DeepLiftExplainer, DeepShapExplainer, IntegratedGradientsExplainer
-from xai_cli.explainers.perturbation import LimeExplainer, lime_superpixel_weights
+from xai_cli.explainers.perturbation import LimeExplainer, image_predictor, lime_superpixel_weights
 from xai_cli.explainers.segmentation import superpixels
 from xai_cli.training.store import ModelStore
 
@@ -108,8 +108,8 @@ def test_lime_equals_lime_image_explain_instance(trained) -> None:
     expected = np.zeros(segments.max() + 1)
     for segment, weight in reference.local_exp[label]:
         expected[segment] = weight
-    ours = lime_superpixel_weights(lambda b: torch.from_numpy(classifier_fn(b)), rgb[..., :1], segments, label, 300,
-                                   0.0, 0.25, 7)
+    predict = image_predictor(lambda x: torch.from_numpy(model.predict_proba(x)), rgb[..., :1], segments, 0.0)
+    ours = lime_superpixel_weights(predict, segments, label, 300, 0.25, 7)
     assert np.allclose(ours, expected, atol=1e-10)
     assert len(np.unique(segments)) >= 40  # SLIC, not lime's 1-2 quickshift segments
 
@@ -203,11 +203,15 @@ def test_kernel_shap_gives_exact_shapley_values_on_an_additive_model() -> None:
         score = (batch[..., 0] * w).reshape(len(batch), -1).sum(1)
         return torch.from_numpy(np.stack([np.zeros_like(score), score], 1))
 
-    values = kernel_shap_values(predict, image, segments, 1, 1000, 0.0, seed=0)
+    def coalitions_of(segments: np.ndarray):
+        return image_predictor(lambda x: predict(x.permute(0, 2, 3, 1).double().numpy()), image, segments, 0.0)
+
+    values = kernel_shap_values(coalitions_of(segments), segments, 1, 1000, seed=0)
     exact = np.array([(w * image[..., 0])[segments == s].sum() for s in range(segments.max() + 1)])
     assert np.allclose(values, exact, atol=1e-6)
     # one segment: the whole change from the baseline
-    whole = kernel_shap_values(predict, image, np.zeros((28, 28), dtype=int), 1, 1000, 0.0, seed=0)
+    one = np.zeros((28, 28), dtype=int)
+    whole = kernel_shap_values(coalitions_of(one), one, 1, 1000, seed=0)
     assert np.allclose(whole, [(w * image[..., 0]).sum()])
 
 

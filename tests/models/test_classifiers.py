@@ -136,3 +136,38 @@ def test_blas_rbf_svc_equals_libsvm(n_classes: int) -> None:
     slow = SVC(C=10, gamma="scale").fit(x, y)
     assert np.allclose(fast.decision_function(x), slow.decision_function(x), rtol=0, atol=1e-9)
     assert np.array_equal(fast.predict(x), slow.predict(x))
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_masked_svm_predictions_are_those_of_the_built_images(standardize: bool) -> None:
+    """KernelSHAP's and LIME's perturbed images scored without building their kernel rows pixel by pixel
+    (`MaskedRows`): the same probabilities as the built images, with and without a scaler in front."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import load_digits
+
+    from xai_cli.explainers.perturbation import coalition_predictor, image_predictor
+    from xai_cli.explainers.base import probability_function
+    from xai_cli.models.classifiers.sklearn_models import BlasRBFSVC, MaskedRows, SklearnClassifier
+
+    x, y = load_digits(return_X_y=True)
+    images = torch.from_numpy(x / 16.0).float().reshape(-1, 1, 8, 8)
+    svm = SklearnClassifier(CalibratedClassifierCV(BlasRBFSVC(C=10, gamma="scale"), cv=3, ensemble=False),
+                            standardize=standardize).fit(images[:1200], y[:1200])
+    rng = np.random.default_rng(0)
+    segments = np.arange(64).reshape(8, 8) // 5  # 13 regions of up to 5 pixels
+    answered = []  # whether the masked rows described the inputs (else the built images' kernel is used)
+    original = MaskedRows.describes
+    for i in range(1200, 1205):
+        image = images[i].numpy().transpose(1, 2, 0).astype(np.float64)
+        coalitions = (rng.random((300, segments.max() + 1)) < 0.5).astype(float)
+        fast = coalition_predictor(svm, image, segments, 0.3)
+        built = image_predictor(probability_function(svm), image, segments, 0.3)(coalitions)
+        MaskedRows.describes = lambda self, X, svc: answered.append(original(self, X, svc)) or answered[-1]
+        try:
+            np.testing.assert_allclose(fast(coalitions), built, rtol=0, atol=1e-6)
+        finally:
+            MaskedRows.describes = original
+    assert answered and all(answered)  # the masked kernel answered every time
+    from sklearn.linear_model import LogisticRegression
+    assert SklearnClassifier(LogisticRegression()).fit(images[:100], y[:100]).masked_predictor(
+        image.transpose(2, 0, 1), 0.0, segments) is None  # no RBF SVM: the images are built

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import skops.io
@@ -29,12 +31,25 @@ class BlasRBFSVC(SVC):
         if self.kernel != "rbf":
             return super()._dense_decision_function(X)
         X = check_array(X, dtype=np.float64, order="C")
+        masked = self._masked if self._masked is not None and self._masked.describes(X, self) else None
         coef = self._pair_coefficients()
         out = np.empty((len(X), coef.shape[1]))
         for lo in range(0, len(X), 1024):
-            kernel = rbf_kernel(X[lo : lo + 1024], self.support_vectors_, gamma=self._gamma)
+            kernel = (masked.kernel(slice(lo, lo + 1024), self) if masked is not None
+                      else rbf_kernel(X[lo : lo + 1024], self.support_vectors_, gamma=self._gamma))
             out[lo : lo + 1024] = kernel @ coef + self._intercept_
         return out
+
+    _masked: MaskedRows | None = None  # set only inside `masked_rows`; a class default, so never saved
+
+    @contextmanager
+    def masked_rows(self, rows: MaskedRows) -> Iterator[None]:
+        """Inside: inputs that `rows` describes get their kernel from it, any others the usual way."""
+        self._masked = rows
+        try:
+            yield
+        finally:
+            del self._masked
 
     def _pair_coefficients(self) -> np.ndarray:
         """(support vectors, class pairs): every one-vs-one decision value as one column of a single product
@@ -49,6 +64,49 @@ class BlasRBFSVC(SVC):
             coef[si, p] = self._dual_coef_[j - 1, si]
             coef[sj, p] = self._dual_coef_[i, sj]
         return coef
+
+
+class MaskedRows:
+    """Inputs that are one image with regions set to a fill: row r is `image` where `coalitions[r, region]` is
+    1 and `fill` elsewhere (KernelSHAP's and LIME's perturbed images), in the feature space the SVC sees.
+
+    Why by hand: their RBF kernel against the support vectors needs no (rows x features) product. With d =
+    image - fill, x.s = fill.s + sum over the regions on of d_region.s, and |x|^2 likewise: one (regions x
+    support vectors) table per image and a (rows x regions) product replace the (rows x pixels) one (~47
+    superpixels instead of 784 pixels on MNIST). The same kernel to float rounding (sums in another order);
+    `describes` checks the first row against the real inputs before it is used."""
+
+    def __init__(self, image: np.ndarray, fill: np.ndarray, regions: np.ndarray, coalitions: np.ndarray) -> None:
+        self.image, self.fill, self.regions = image, fill, regions  # (features,) each; regions: index per feature
+        self.coalitions = coalitions.astype(np.float64)  # (rows, regions)
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _table(self, svc: SVC) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x.s per row and support vector, |x|^2 per row, |s|^2 per support vector."""
+        if id(svc) not in self._tables:
+            sv = svc.support_vectors_
+            onehot = np.zeros((self.coalitions.shape[1], len(self.image)))
+            onehot[self.regions, np.arange(len(self.image))] = 1.0
+            x_dot_s = self.coalitions @ ((onehot * (self.image - self.fill)) @ sv.T) + sv @ self.fill
+            x_sq = self.coalitions @ (onehot @ (self.image**2 - self.fill**2)) + self.fill @ self.fill
+            self._tables[id(svc)] = (x_dot_s, x_sq, np.einsum("ij,ij->i", sv, sv))
+        return self._tables[id(svc)]
+
+    def kernel(self, rows: slice, svc: SVC) -> np.ndarray:
+        x_dot_s, x_sq, s_sq = self._table(svc)
+        out = x_dot_s[rows] * -2.0  # in place from here on: the (rows x support vectors) arrays are the cost
+        out += x_sq[rows, None]
+        out += s_sq[None, :]
+        np.maximum(out, 0.0, out=out)  # squared distances, clipped at 0 as rbf_kernel clips them
+        out *= -svc._gamma
+        return np.exp(out, out=out)
+
+    def describes(self, X: np.ndarray, svc: SVC) -> bool:
+        """These inputs are these rows: as many, and the first row's kernel is the plain one."""
+        if len(X) != len(self.coalitions):
+            return False
+        plain = rbf_kernel(X[:1], svc.support_vectors_, gamma=svc._gamma)
+        return bool(np.allclose(self.kernel(slice(0, 1), svc), plain, rtol=1e-9, atol=1e-12))
 
 
 # The only types outside skops's trusted defaults (scikit-learn, numpy, builtins) that we write. A store is
@@ -79,6 +137,33 @@ class SklearnClassifier:
 
     def predict_proba(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         return self.pipeline.predict_proba(self._flat(x)).astype(np.float32)
+
+    def masked_predictor(self, image: np.ndarray, fill: float,
+                         segments: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
+        """coalitions (rows, regions) 0/1 -> probabilities of `image` (C, H, W) with the regions of `segments`
+        (H, W) that are 0 set to `fill`, through `MaskedRows`: for an RBF SVM behind feature-wise scaling only
+        (None otherwise). The same probabilities as `predict_proba` on the built images."""
+        *scaling, last = [step for _, step in self.pipeline.steps]
+        svcs = [last] if isinstance(last, BlasRBFSVC) else \
+            [c.estimator for c in getattr(last, "calibrated_classifiers_", [])]
+        if not svcs or not all(isinstance(s, BlasRBFSVC) and s.kernel == "rbf" for s in svcs) or \
+                not all(isinstance(step, StandardScaler) for step in scaling):
+            return None
+        regions = np.broadcast_to(segments, image.shape).ravel()  # features flatten channel-first
+        given = self._flat(np.stack([image, np.full_like(image, fill)]))
+        seen = given
+        for step in scaling:  # feature-wise affine: scaling a masked image masks the scaled image
+            seen = step.transform(seen)
+
+        def predict(coalitions: np.ndarray) -> np.ndarray:
+            rows = MaskedRows(seen[0], seen[1], regions, coalitions)
+            inputs = np.where(coalitions.astype(bool)[:, regions], given[0], given[1])  # validated, checked against
+            with ExitStack() as stack:
+                for svc in svcs:
+                    stack.enter_context(svc.masked_rows(rows))
+                return self.pipeline.predict_proba(inputs).astype(np.float32)
+
+        return predict
 
     def num_parameters(self) -> int:
         """Numbers the fitted model stores (support vectors, dual coefficients, weights, scaler statistics)."""

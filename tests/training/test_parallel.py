@@ -76,3 +76,12 @@ def test_preflight_refuses_per_device_reruns_before_a_run_directory(tmp_path: Pa
     with pytest.raises(UserError, match=message):
         preflight("train", ["classifiers=[mlp]", f"paths.root_dir={tmp_path}", *overrides], CONFIG_DIR)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_cpu_bf16_preset_trains_in_bf16_under_its_own_store_key() -> None:
+    bf16 = compose_config("train", ["classifiers=[cnn]", "trainer=cpu_bf16"])
+    plain = compose_config("train", ["classifiers=[cnn]", "trainer=cpu"])
+    assert bf16.trainer.accelerator == "cpu" and effective_precision(bf16.trainer) == "bf16-mixed"
+    assert effective_precision(plain.trainer) == "32-true"
+    keys = {model_key(c.classifiers.cnn, c.dataset, c.trainer, c.seed) for c in (bf16, plain)}
+    assert len(keys) == 2

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from xai_cli.config import compose
+from xai_cli.metrics.classification import accuracy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,12 +60,9 @@ def xai_bf16(cfg, data, seed: int) -> float:
     return xai_fit(cfg, data, seed, "bf16-mixed")[1].train_time_s
 
 
-@torch.no_grad()
-def test_accuracy(model: torch.nn.Module, data) -> float:
+def test_accuracy(model, data) -> float:
     test = data.split("test")
-    model.eval()
-    predictions = torch.cat([model(test.x[i : i + 1000]).argmax(1) for i in range(0, len(test.y), 1000)])
-    return float((predictions == test.y).float().mean())
+    return accuracy(model.eval().predict_proba(test.x), test.y.numpy())
 
 
 def plain_loop(cfg, data, seed: int) -> float:

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from xai_cli.analysis.context import Model, ModelSpec, RunContext, is_fixed
+from xai_cli.analysis.context import ModelSpec, RunContext, is_fixed
 from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.data.base import Split
 from xai_cli.errors import UserError
@@ -156,9 +156,9 @@ def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], exp
         models, accuracy = {}, {}
         for label, seeds in track(plan.items(), f"{arch}: copies", total=len(plan)):
             copy_spec = ModelSpec(arch, OmegaConf.merge(spec.config, {"fit": {"seeds": seeds}}))
-            stored = ctx.fetch(copy_spec)
-            models[label] = stored.model
-            accuracy[label] = ctx.accuracy(Model(arch, stored.model, "store", copy_spec, stored))
+            model = ctx.trained([copy_spec])[arch]
+            models[label] = model.classifier
+            accuracy[label] = ctx.accuracy(model)
         for explainer_name, explainer in _usable(explainers, fallback, models[BASE]).items():
             explainer.set_background(background)
             maps = {}

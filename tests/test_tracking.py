@@ -144,6 +144,11 @@ def test_wandb_offline_keeps_the_numbers_and_the_run_directory(tmp_path: Path) -
     assert tracking is not None
     tracking.finish({"seed": 0}, {"models": {"cnn": {"accuracy": {"test": 0.9}}}}, run_dir)
     assert tracking.failed == []
+    # The run file is closed by W&B's service process after `finish` returns; a command's exit waits for it
+    # (W&B's atexit teardown), so the test waits the same way before reading it.
+    import wandb
+
+    wandb.teardown()
     (record,) = (tmp_path / "outputs" / "wandb").glob("offline-run-*/run-*.wandb")
     data = record.read_bytes()
     assert b"models.cnn.accuracy.test" in data and b"report.html" in data and b"xai-run" in data

@@ -48,4 +48,7 @@ def test_consistency_end_to_end_on_digits(tmp_path: Path) -> None:
                             n_per_class=6, model_dir=tmp_path / "models",
                             trainer={"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1})
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == entries
+    # and reads the maps the first run kept in each copy's entry: one file per copy and explainer, none new
+    assert len(list((tmp_path / "models").glob("mlp-*/explanations/*.npy"))) == 7
+    assert len(list((tmp_path / "models").glob("svm_rbf-*/explanations/*.npy"))) == 5
     assert again.metrics["table"][0]["C_by_perturbation"]["dropout"] == mlp["C_by_perturbation"]["dropout"]

@@ -77,3 +77,32 @@ def test_each_perturbation_varies_only_its_own_randomness(setup: Any, monkeypatc
     again = trace(cfg, data, plan[BASE], monkeypatch)
     assert same_weights(base["init"], again["init"]) and base["labels"] == again["labels"]
     assert same_masks(base["masks"], again["masks"])
+
+
+def test_svm_copies_see_the_same_subset_of_images_in_another_order(setup: Any) -> None:
+    """A capped scikit-learn fit draws its subset by the run's seed: copies varying the order seed are trained on
+    the same images (as retrained nets are), only their order differs (drawn by the copy's seed, the paper's
+    SVM copies were not trained on different data)."""
+    from xai_cli.training.fit import SklearnFit
+
+    _, data = setup
+
+    class Recording:
+        def set_seed(self, seed: int) -> None:
+            pass
+
+        def fit(self, x: Any, y: Any) -> None:
+            self.x = x
+
+    seen = {}
+    for label, seeds in plan_copies(["seed"], 3, 0).items():
+        model = Recording()
+        SklearnFit(max_train_samples=300, seeds=seeds).fit(model, data, OmegaConf.create({}), 0, label)  # type: ignore[arg-type]
+        seen[label] = model.x
+    rows = {label: sorted(map(bytes, x)) for label, x in seen.items()}
+    assert all(len(x) == 300 for x in seen.values())
+    assert rows["seed-1"] == rows[BASE] and rows["seed-2"] == rows[BASE]  # the same images...
+    assert not (seen["seed-1"] == seen[BASE]).all()  # ...in another order
+    other_run = Recording()
+    SklearnFit(max_train_samples=300).fit(other_run, data, OmegaConf.create({}), 1, "svm")  # type: ignore[arg-type]
+    assert sorted(map(bytes, other_run.x)) != rows[BASE]  # another run seed: another subset

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from xai_cli.analysis.context import ModelSpec, RunContext, is_fixed
+from xai_cli.analysis.context import Model, ModelSpec, RunContext, is_fixed
 from xai_cli.analysis.result import AnalysisResult, read_settings, save_result
 from xai_cli.data.base import Split
 from xai_cli.errors import UserError
@@ -153,18 +153,18 @@ def measure_consistency(ctx: RunContext, architectures: Sequence[ModelSpec], exp
             log.warning("%s: skipped, %s", arch, skipped[arch])
             continue
         plan = plan_copies(perturbations, int(s.copies), ctx.seed)
-        models, accuracy = {}, {}
+        models: dict[str, Model] = {}
+        accuracy = {}
         for label, seeds in track(plan.items(), f"{arch}: copies", total=len(plan)):
             copy_spec = ModelSpec(arch, OmegaConf.merge(spec.config, {"fit": {"seeds": seeds}}))
-            model = ctx.trained([copy_spec])[arch]
-            models[label] = model.classifier
-            accuracy[label] = ctx.accuracy(model)
-        for explainer_name, explainer in _usable(explainers, fallback, models[BASE]).items():
+            models[label] = ctx.trained([copy_spec])[arch]
+            accuracy[label] = ctx.accuracy(models[label])
+        for explainer_name, explainer in _usable(explainers, fallback, models[BASE].classifier).items():
             explainer.set_background(background)
-            maps = {}
-            for label, model in track(models.items(), f"{arch}: {explainer_name} on each copy", total=len(models)):
-                torch.manual_seed(int(s.explain_seed))  # the same sampling for every copy: differences are the model's
-                maps[label] = explainer.explain(model, x, y).numpy()
+            # the same sampling (explain_seed) for every copy: differences are the model's
+            maps = {label: ctx.explanations(model, explainer, x, y, int(s.explain_seed))
+                    for label, model in track(models.items(), f"{arch}: {explainer_name} on each copy",
+                                              total=len(models))}
             row, arch_pairs, matrix = _compare(arch, explainer_name, maps, y.numpy(), names, perturbations,
                                                accuracy, s, ctx.seed)
             table.append(row)

@@ -7,7 +7,6 @@ config and the Python API builds one from the user's objects, and the analysis r
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
@@ -17,8 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from xai_cli.analysis.kept import explanation_key, kept_array
 from xai_cli.data.base import ArrayDataModule, SplitName
 from xai_cli.errors import UserError
+from xai_cli.explainers.base import Explainer
 from xai_cli.metrics.classification import accuracy
 from xai_cli.models.adapters import TorchModuleClassifier, check_contract
 from xai_cli.models.classifiers.base import Classifier
@@ -29,6 +30,7 @@ log = logging.getLogger("xai")
 
 Source = Literal["store", "trained now", "given", "file"]
 PROBABILITIES = "{split}_probabilities.npy"  # beside a stored model: its outputs on a split's inputs
+EXPLANATIONS = "explanations"  # beside a stored model: the maps explainers gave of it, by their key
 
 
 @dataclass(frozen=True)
@@ -171,26 +173,27 @@ class RunContext:
         path = None
         if model.stored is not None and model.epoch is None:  # an earlier epoch is not what the entry holds
             path = model.stored.path / PROBABILITIES.format(split=split)
-        probs = None
-        if path is not None and path.is_file():
-            try:
-                kept = np.load(path, allow_pickle=False)
-                if kept.shape == (len(part), self.data.num_classes):
-                    probs = kept
-            except (OSError, ValueError) as exc:
-                log.info("%s: %s unreadable (%s): computing it again", model.name, path.name, exc)
-        if probs is None:
-            probs = np.asarray(model.classifier.predict_proba(part.x))
-            if path is not None:
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
-                try:
-                    np.save(tmp, probs, allow_pickle=False)
-                    os.replace(tmp, path)  # whole or not at all; a store shared by jobs writes the same array
-                except OSError as exc:  # a read-only store still serves its models
-                    tmp.unlink(missing_ok=True)
-                    log.info("%s: could not keep %s in the store (%s)", model.name, path.name, exc)
+        probs = kept_array(path, (len(part), self.data.num_classes),
+                           lambda: np.asarray(model.classifier.predict_proba(part.x)), model.name)
         self._probabilities[(id(model.classifier), split)] = (model.classifier, probs)
         return probs
+
+    def explanations(self, model: Model, explainer: Explainer, x: torch.Tensor, target: torch.Tensor,
+                     seed: int) -> np.ndarray:
+        """The explainer's (N, H, W) maps of `model` for images `x` and classes `target`, torch seeded with
+        `seed` first; kept in a stored model's entry under `explanations/` (unless the store says not to), so a
+        warm run reads what the same explainer, settings, images and seed gave before."""
+        path = None
+        if model.stored is not None and model.epoch is None and self.store.keep_explanations:
+            key = explanation_key(explainer, x, target, seed, self.device)
+            if key is not None:
+                path = model.stored.path / EXPLANATIONS / f"{key[:32]}.npy"
+
+        def compute() -> np.ndarray:
+            torch.manual_seed(int(seed))
+            return explainer.explain(model.classifier, x, target).numpy()
+
+        return kept_array(path, (len(x), *x.shape[2:]), compute, model.name)
 
     def background(self, n: int) -> torch.Tensor:
         """`n` random training inputs (seeded by the run's seed), in their original order."""

@@ -99,7 +99,9 @@ class LightningFit:
 class SklearnFit:
     """scikit-learn models: one `fit` on (a seeded random subset of) the flattened training images."""
 
-    store_revision = 1  # 1: stored with skops (before: a pickle, which is never read again)
+    # 1: stored with skops (before: a pickle, which is never read again); 2: the subset is the run seed's for
+    # every copy (copies with pinned seeds drew their own subset: other training data, not other randomness)
+    store_revision = 2
 
     def __init__(self, max_train_samples: int | None = None, seeds: Mapping[str, int] | None = None) -> None:
         self.max_train_samples = max_train_samples
@@ -111,7 +113,9 @@ class SklearnFit:
         split = data.split("train")
         x, y = split.x.numpy(), split.y.numpy()
         if self.max_train_samples and len(y) > self.max_train_samples:
-            idx = np.sort(np.random.default_rng(seeds.order).choice(len(y), self.max_train_samples, replace=False))
+            # Which images is the data, not training randomness: the run's seed draws them, so copies that vary
+            # the order seed (consistency) see the same images, as retrained nets do, in another order.
+            idx = np.sort(np.random.default_rng(int(seed)).choice(len(y), self.max_train_samples, replace=False))
             x, y = x[idx], y[idx]
         if self.seeds:  # pinned seeds: the order seed also permutes the examples (as data order does for nets)
             perm = np.random.default_rng(seeds.order).permutation(len(y))

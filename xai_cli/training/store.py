@@ -99,15 +99,17 @@ class CorruptEntry(Exception):
 
 
 class ModelStore:
-    def __init__(self, root: str | Path, lock_timeout_s: float = 4 * 3600, keep_epochs: bool = True) -> None:
+    def __init__(self, root: str | Path, lock_timeout_s: float = 4 * 3600, keep_epochs: bool = True,
+                 keep_explanations: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
         self.lock_timeout_s = lock_timeout_s
         self.keep_epochs = keep_epochs  # a torch classifier's earlier epochs beside its weights (not in the key)
+        self.keep_explanations = keep_explanations  # maps analyses asked of a model, read back by warm runs
 
     @classmethod
     def from_paths(cls, paths: DictConfig) -> "ModelStore":
         return cls(str(paths.model_dir), 60 * float(paths.get("store_lock_timeout_min", 240)),
-                   bool(paths.get("store_keep_epochs", True)))
+                   bool(paths.get("store_keep_epochs", True)), bool(paths.get("store_keep_explanations", True)))
 
     def entry_dir(self, name: str, key: str) -> Path:
         """The entry of `key`: an existing folder of that key whatever name it was stored under (a name is a

@@ -1,0 +1,97 @@
+"""Arrays a stored model gave once, kept in its store entry: its probabilities on a split, its explanations.
+
+Both are deterministic functions of the entry and of what is asked (a split; an explainer's settings, the
+images, their classes, the seed), so a warm run reads them instead of computing them again. They are written
+whole or not at all (a temporary file renamed into place: a store shared by a sweep's jobs sees either the
+array or nothing), read without pickle, and used only if their shape is the one asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+log = logging.getLogger("xai")
+
+# Bump when an explainer's maps change for the same settings (a fix in xai's own code): kept maps of the old
+# code are then never read. Library versions are part of the key already.
+EXPLANATION_REVISION = 1
+_LIBRARIES = ("torch", "captum", "shap", "lime", "scikit-image", "scikit-learn", "numpy")
+
+
+def kept_array(path: Path | None, shape: tuple[int, ...], compute: Callable[[], np.ndarray], owner: str) -> np.ndarray:
+    """The array at `path` if it is there, readable and of `shape`; else `compute()`, kept at `path`.
+
+    `path` None: nothing to keep it in (a model not from the store); computed every time."""
+    if path is not None and path.is_file():
+        try:
+            kept = np.load(path, allow_pickle=False)
+            if kept.shape == shape:
+                return kept
+            log.info("%s: %s has shape %s, not %s: computing it again", owner, path.name, kept.shape, shape)
+        except (OSError, ValueError) as exc:
+            log.info("%s: %s unreadable (%s): computing it again", owner, path.name, exc)
+    array = np.asarray(compute())
+    if path is not None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            np.save(tmp, array, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only store still serves its models
+            tmp.unlink(missing_ok=True)
+            log.info("%s: could not keep %s in the store (%s)", owner, path.name, exc)
+    return array
+
+
+def explanation_key(explainer: Any, x: torch.Tensor, target: torch.Tensor, seed: int, device: torch.device) -> str | None:
+    """A sha256 of everything that determines an explainer's maps of one model: the method (its class), every
+    public setting, its background images, the images, their target classes, the seed torch is set to, the
+    device kind and the versions of the libraries that compute them. None when a setting is not a plain value
+    (it could not be told apart from another): such maps are never kept."""
+    settings: dict[str, Any] = {}
+    for name, value in sorted(vars(explainer).items()):
+        if name.startswith("_") or name == "background":
+            continue
+        if not _plain(value):
+            return None
+        settings[name] = value
+    digest = hashlib.sha256()
+    digest.update(json.dumps({
+        "method": f"{type(explainer).__module__}.{type(explainer).__qualname__}",
+        "settings": settings, "seed": int(seed), "device": device.type, "revision": EXPLANATION_REVISION,
+        "libraries": {name: _version(name) for name in _LIBRARIES},
+    }, sort_keys=True, default=str).encode())
+    for tensor in (explainer.background, x, target):
+        if tensor is None:
+            digest.update(b"none")
+            continue
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+@cache
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"

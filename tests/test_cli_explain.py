@@ -12,7 +12,7 @@ from tests.conftest import FAST, load_json, only_run_dir, run_xai
 pytestmark = pytest.mark.slow
 
 KEYS = {"wall_time_s", "time_per_image_s", "deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random",
-        "stability", "randomization_similarity"}
+        "stability", "randomization_similarity", "kept"}
 
 
 def test_explain_end_to_end(tmp_path: Path) -> None:

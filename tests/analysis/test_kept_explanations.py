@@ -83,3 +83,26 @@ def test_a_setting_that_is_not_a_plain_value_is_never_keyed() -> None:
     assert key is not None and key == explanation_key(explainer, x.clone(), y.clone(), 0, torch.device("cpu"))
     explainer.segmenter = lambda image: image  # type: ignore[attr-defined]  # a function: cannot be told apart
     assert explanation_key(explainer, x, y, 0, torch.device("cpu")) is None
+
+
+def test_a_warm_explain_reads_maps_and_measurements_and_says_so(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`xai explain` keeps each stored model's maps with what it measured of them; the same question again is
+    answered from the entry (the method is not run), the same numbers, marked as read; another question is
+    computed."""
+    ask = dict(explainers=["kernel_shap"], n_images=4, stability={"n_images": 2, "n_samples": 2},
+               randomization={"n_images": 2}, model_dir=tmp_path / "models")
+    first = xai.explain(["logreg"], "digits", **ask)
+    row = first.metrics["explainers"]["kernel_shap"]["logreg"]
+    assert row["kept"] is False
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("explained again although the entry keeps the answer")
+
+    monkeypatch.setattr(KernelShapExplainer, "_explain_batch", refuse)
+    again = xai.explain(["logreg"], "digits", **ask)
+    assert again.metrics["explainers"]["kernel_shap"]["logreg"] == {**row, "kept": True}
+    np.testing.assert_array_equal(again.attributions["logreg/kernel_shap"], first.attributions["logreg/kernel_shap"])
+    assert "* Read from the model's store entry" in again.render().to_markdown()
+    with pytest.raises(AssertionError, match="explained again"):  # measured otherwise: another question
+        xai.explain(["logreg"], "digits", **{**ask, "stability": {"n_images": 2, "n_samples": 3}})

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from xai_cli.analysis.kept import explanation_key, kept_array
+from xai_cli.analysis.kept import explanation_key, kept_array, kept_array_and_record
 from xai_cli.data.base import ArrayDataModule, SplitName
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer
@@ -183,17 +184,28 @@ class RunContext:
         """The explainer's (N, H, W) maps of `model` for images `x` and classes `target`, torch seeded with
         `seed` first; kept in a stored model's entry under `explanations/` (unless the store says not to), so a
         warm run reads what the same explainer, settings, images and seed gave before."""
-        path = None
-        if model.stored is not None and model.epoch is None and self.store.keep_explanations:
-            key = explanation_key(explainer, x, target, seed, self.device)
-            if key is not None:
-                path = model.stored.path / EXPLANATIONS / f"{key[:32]}.npy"
-
         def compute() -> np.ndarray:
             torch.manual_seed(int(seed))
             return explainer.explain(model.classifier, x, target).numpy()
 
-        return kept_array(path, (len(x), *x.shape[2:]), compute, model.name)
+        return kept_array(self._explanation_path(model, explainer, x, target, seed), (len(x), *x.shape[2:]),
+                          compute, model.name)
+
+    def measured_explanations(self, model: Model, explainer: Explainer, x: torch.Tensor, target: torch.Tensor,
+                              seed: int, measures: Mapping[str, Any],
+                              compute: Callable[[], tuple[np.ndarray, dict[str, Any]]]
+                              ) -> tuple[np.ndarray, dict[str, Any], bool]:
+        """`compute()`'s maps and what it measured of them (plain values), kept together like `explanations`;
+        `measures` (how they are measured) joins the key. The flag says they were read from the store."""
+        path = self._explanation_path(model, explainer, x, target, seed, measures)
+        return kept_array_and_record(path, (len(x), *x.shape[2:]), compute, model.name)
+
+    def _explanation_path(self, model: Model, explainer: Explainer, x: torch.Tensor, target: torch.Tensor,
+                          seed: int, extra: Mapping[str, Any] | None = None) -> Path | None:
+        if model.stored is None or model.epoch is not None or not self.store.keep_explanations:
+            return None
+        key = explanation_key(explainer, x, target, seed, self.device, extra)
+        return None if key is None else model.stored.path / EXPLANATIONS / f"{key[:32]}.npy"
 
     def background(self, n: int) -> torch.Tensor:
         """`n` random training inputs (seeded by the run's seed), in their original order."""

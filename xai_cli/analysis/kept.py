@@ -15,7 +15,7 @@ import os
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,32 +32,70 @@ def kept_array(path: Path | None, shape: tuple[int, ...], compute: Callable[[], 
     """The array at `path` if it is there, readable and of `shape`; else `compute()`, kept at `path`.
 
     `path` None: nothing to keep it in (a model not from the store); computed every time."""
-    if path is not None and path.is_file():
-        try:
-            kept = np.load(path, allow_pickle=False)
-            if kept.shape == shape:
-                return kept
-            log.info("%s: %s has shape %s, not %s: computing it again", owner, path.name, kept.shape, shape)
-        except (OSError, ValueError) as exc:
-            log.info("%s: %s unreadable (%s): computing it again", owner, path.name, exc)
+    kept = _read_array(path, shape, owner)
+    if kept is not None:
+        return kept
     array = np.asarray(compute())
-    if path is not None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
-        try:
-            path.parent.mkdir(exist_ok=True)
-            np.save(tmp, array, allow_pickle=False)
-            os.replace(tmp, path)
-        except OSError as exc:  # a read-only store still serves its models
-            tmp.unlink(missing_ok=True)
-            log.info("%s: could not keep %s in the store (%s)", owner, path.name, exc)
+    _keep(path, lambda tmp: np.save(tmp, array, allow_pickle=False), owner)
     return array
 
 
-def explanation_key(explainer: Any, x: torch.Tensor, target: torch.Tensor, seed: int, device: torch.device) -> str | None:
+def kept_array_and_record(path: Path | None, shape: tuple[int, ...],
+                          compute: Callable[[], tuple[np.ndarray, dict[str, Any]]],
+                          owner: str) -> tuple[np.ndarray, dict[str, Any], bool]:
+    """`kept_array` with a JSON record of plain values beside the array (`path` with `.json`), e.g. what was
+    measured of the maps and how long they took; kept only both together. The flag says they were read."""
+    record_path = path.with_suffix(".json") if path is not None else None
+    if record_path is not None and record_path.is_file():
+        array = _read_array(path, shape, owner)
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError) as exc:
+            log.info("%s: %s unreadable (%s): computing it again", owner, record_path.name, exc)
+            record = None
+        if array is not None and isinstance(record, dict):
+            return array, record, True
+    array, record = compute()
+    array = np.asarray(array)
+    _keep(record_path, lambda tmp: tmp.write_text(json.dumps(record)), owner)  # the record first: an array
+    _keep(path, lambda tmp: np.save(tmp, array, allow_pickle=False), owner)   # alone is never read as both
+    return array, record, False
+
+
+def _read_array(path: Path | None, shape: tuple[int, ...], owner: str) -> np.ndarray | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        kept = np.load(path, allow_pickle=False)
+        if kept.shape == shape:
+            return kept
+        log.info("%s: %s has shape %s, not %s: computing it again", owner, path.name, kept.shape, shape)
+    except (OSError, ValueError) as exc:
+        log.info("%s: %s unreadable (%s): computing it again", owner, path.name, exc)
+    return None
+
+
+def _keep(path: Path | None, write: Callable[[Path], Any], owner: str) -> None:
+    """Write through a temporary file renamed into place; a store that cannot be written still serves."""
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only store still serves its models
+        tmp.unlink(missing_ok=True)
+        log.info("%s: could not keep %s in the store (%s)", owner, path.name, exc)
+
+
+def explanation_key(explainer: Any, x: torch.Tensor, target: torch.Tensor, seed: int, device: torch.device,
+                    extra: Mapping[str, Any] | None = None) -> str | None:
     """A sha256 of everything that determines an explainer's maps of one model: the method (its class), every
     public setting, its background images, the images, their target classes, the seed torch is set to, the
-    device kind and the versions of the libraries that compute them. None when a setting is not a plain value
-    (it could not be told apart from another): such maps are never kept."""
+    device kind and the versions of the libraries that compute them, and `extra` (plain values: what else a
+    caller keeps beside the maps depends on). None when a setting is not a plain value (it could not be told
+    apart from another): such maps are never kept."""
     settings: dict[str, Any] = {}
     for name, value in sorted(vars(explainer).items()):
         if name.startswith("_") or name == "background":
@@ -69,7 +107,7 @@ def explanation_key(explainer: Any, x: torch.Tensor, target: torch.Tensor, seed:
     digest.update(json.dumps({
         "method": f"{type(explainer).__module__}.{type(explainer).__qualname__}",
         "settings": settings, "seed": int(seed), "device": device.type, "revision": EXPLANATION_REVISION,
-        "libraries": {name: _version(name) for name in _LIBRARIES},
+        "libraries": {name: _version(name) for name in _LIBRARIES}, "extra": dict(extra or {}),
     }, sort_keys=True, default=str).encode())
     for tensor in (explainer.background, x, target):
         if tensor is None:

@@ -106,3 +106,27 @@ def test_a_warm_explain_reads_maps_and_measurements_and_says_so(tmp_path: Path,
     assert "* Read from the model's store entry" in again.render().to_markdown()
     with pytest.raises(AssertionError, match="explained again"):  # measured otherwise: another question
         xai.explain(["logreg"], "digits", **{**ask, "stability": {"n_images": 2, "n_samples": 3}})
+
+
+def test_a_warm_counterfactual_search_reads_what_it_found_and_says_so(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from xai_cli.counterfactuals.gradient import Wachter
+
+    ask = dict(methods=["wachter"], n_images=3, model_dir=tmp_path / "models",
+               trainer={"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1},
+               method_settings={"wachter": {"search_rounds": 2, "steps": 10}},
+               generator={"fit.max_epochs": 1, "fit.min_train_images": 0})
+    first = xai.counterfactual("mlp", "digits", **ask)
+    row = first.metrics["methods"]["wachter"]
+    assert row["kept"] is False and row["n"] > 0
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("searched again although the entry keeps the answer")
+
+    monkeypatch.setattr(Wachter, "generate", refuse)
+    again = xai.counterfactual("mlp", "digits", **ask)
+    assert again.metrics["methods"]["wachter"] == {**row, "kept": True}
+    np.testing.assert_array_equal(again.counterfactuals["wachter"], first.counterfactuals["wachter"])
+    assert "* Read from the classifier's store entry" in again.render().to_markdown()
+    with pytest.raises(AssertionError, match="searched again"):  # other settings: another question
+        xai.counterfactual("mlp", "digits", **{**ask, "method_settings": {"wachter": {"search_rounds": 2, "steps": 11}}})

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from xai_cli.analysis.kept import explanation_key, kept_array, kept_array_and_record
+from xai_cli.analysis.kept import explanation_key, kept_array, kept_array_and_record, question_key
 from xai_cli.data.base import ArrayDataModule, SplitName
 from xai_cli.errors import UserError
 from xai_cli.explainers.base import Explainer
@@ -32,6 +32,7 @@ log = logging.getLogger("xai")
 Source = Literal["store", "trained now", "given", "file"]
 PROBABILITIES = "{split}_probabilities.npy"  # beside a stored model: its outputs on a split's inputs
 EXPLANATIONS = "explanations"  # beside a stored model: the maps explainers gave of it, by their key
+COUNTERFACTUALS = "counterfactuals"  # beside a stored classifier: what counterfactual methods found for it
 
 
 @dataclass(frozen=True)
@@ -200,12 +201,27 @@ class RunContext:
         path = self._explanation_path(model, explainer, x, target, seed, measures)
         return kept_array_and_record(path, (len(x), *x.shape[2:]), compute, model.name)
 
+    def kept_counterfactuals(self, model: Model, method: Any, x: torch.Tensor, target: torch.Tensor,
+                             against: Mapping[str, Any],
+                             compute: Callable[[], tuple[np.ndarray, dict[str, Any]]]
+                             ) -> tuple[np.ndarray, dict[str, Any], bool]:
+        """A counterfactual method's answers for images `x` and classes `target`, with a record of plain values
+        (its time), kept in the stored classifier's entry under `counterfactuals/`; `against` names what else
+        they depend on (the generator's store key). The flag says they were read from the store."""
+        key = question_key(method, (x, target), self.seed, self.device, against)
+        return kept_array_and_record(self._kept_path(model, COUNTERFACTUALS, key), tuple(x.shape), compute,
+                                     model.name)
+
     def _explanation_path(self, model: Model, explainer: Explainer, x: torch.Tensor, target: torch.Tensor,
                           seed: int, extra: Mapping[str, Any] | None = None) -> Path | None:
-        if model.stored is None or model.epoch is not None or not self.store.keep_explanations:
+        return self._kept_path(model, EXPLANATIONS, explanation_key(explainer, x, target, seed, self.device, extra))
+
+    def _kept_path(self, model: Model, folder: str, key: str | None) -> Path | None:
+        """Where a stored model's answer to the question `key` is kept; None where nothing is (not a stored
+        model, an earlier epoch, a store told not to, a question without a key)."""
+        if key is None or model.stored is None or model.epoch is not None or not self.store.keep_explanations:
             return None
-        key = explanation_key(explainer, x, target, seed, self.device, extra)
-        return None if key is None else model.stored.path / EXPLANATIONS / f"{key[:32]}.npy"
+        return model.stored.path / folder / f"{key[:32]}.npy"
 
     def background(self, n: int) -> torch.Tensor:
         """`n` random training inputs (seeded by the run's seed), in their original order."""

@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -124,8 +124,13 @@ def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, met
     with tempfile.TemporaryDirectory(prefix="xai-unstored-") as scratch:
         method_ctx = Context(classifier, vae, train.x, data.num_classes, ctx.seed,
                              store=_learner_store(ctx, model, stored_vae, Path(scratch)))
+
+        def kept(method: Any, xs: torch.Tensor, ts: torch.Tensor,
+                 compute: Callable[[], tuple[np.ndarray, dict[str, Any]]]) -> tuple[np.ndarray, dict[str, Any], bool]:
+            return ctx.kept_counterfactuals(model, method, xs, ts, {"generator": stored_vae.key}, compute)
+
         results, shown = _run_methods(methods, method_ctx, classifier, vae, train.x, x, target, needed,
-                                      data.class_names)
+                                      data.class_names, kept)
 
     result = CounterfactualResult(metrics={})
     saved = {"indices": idx, "targets": target.numpy(), "originals": x.numpy()}
@@ -160,8 +165,10 @@ def find_counterfactuals(ctx: RunContext, model: Model, vae_spec: ModelSpec, met
 
 
 def _run_methods(methods: Mapping[str, Any], ctx: Context, classifier: Any, vae: Any, train_x: torch.Tensor,
-                 x: torch.Tensor, target: torch.Tensor, needed: torch.Tensor,
-                 class_names: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+                 x: torch.Tensor, target: torch.Tensor, needed: torch.Tensor, class_names: Sequence[str],
+                 kept: Callable[..., tuple[np.ndarray, dict[str, Any], bool]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each method's counterfactuals of the images that need one, measured; `kept` answers from the store
+    what an earlier run found for the same question (computing and keeping it otherwise)."""
     results: dict[str, dict[str, Any]] = {}
     shown: dict[str, tuple[torch.Tensor | None, np.ndarray, list[str]]] = {}
     for m, method in methods.items():
@@ -172,18 +179,23 @@ def _run_methods(methods: Mapping[str, Any], ctx: Context, classifier: Any, vae:
             shown[m] = (None, np.zeros(len(x), bool), [""] * len(x))
             continue
         info = method.prepare(ctx)
-        start = time.perf_counter()
-        x_cf = method.generate(ctx, x[needed], target[needed])
-        seconds = (time.perf_counter() - start) / max(int(needed.sum()), 1)
+
+        def generate(method: Any = method) -> tuple[np.ndarray, dict[str, Any]]:
+            start = time.perf_counter()
+            found = method.generate(ctx, x[needed], target[needed])
+            return found.detach().cpu().numpy(), {"seconds": (time.perf_counter() - start) / max(int(needed.sum()), 1)}
+
+        x_cf, record, from_store = kept(method, x[needed], target[needed], generate)
         full = x.clone()
-        full[needed] = x_cf.to(full.dtype)
-        results[m], valid, captions = _measure(classifier, vae, train_x, x, full, target, needed, seconds,
-                                               class_names)
+        full[needed] = torch.from_numpy(x_cf).to(full.dtype)
+        results[m], valid, captions = _measure(classifier, vae, train_x, x, full, target, needed,
+                                               float(record["seconds"]), class_names)
         results[m].update(info)
+        results[m]["kept"] = from_store
         full[~torch.from_numpy(valid)] = x[~torch.from_numpy(valid)]  # what was not reached is not kept
         shown[m] = (full, valid, captions)
-        log.info("%s: validity %.2f, L1 %.2f, %.4f s per counterfactual", m, results[m]["validity"],
-                 results[m]["l1"] or 0, seconds)
+        log.info("%s: validity %.2f, L1 %.2f, %.4f s per counterfactual%s", m, results[m]["validity"],
+                 results[m]["l1"] or 0, record["seconds"], ", read from the store" if from_store else "")
     return results, shown
 
 
@@ -254,8 +266,11 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
     doc.table(["method", "validity", "L1", "L2", "sparsity", "in-distribution", "nearest training image",
                "s / counterfactual"],
               [[m, r["validity"], r["l1"], r["l2"], r["sparsity"], r["in_distribution"], r["nearest_train_rms"],
-                r["time_per_cf_s"]]
+                f"{r['time_per_cf_s']:.4g}" + (" *" if r.get("kept") else "")]
                for m, r in metrics["methods"].items() if "validity" in r])
+    if any(r.get("kept") for r in metrics["methods"].values()):
+        doc.paragraph("* Read from the classifier's store entry: what an earlier run found with the same method, "
+                      "settings, images, targets, seed and generator; the time is that run's.")
     for m, r in metrics["methods"].items():
         if "skipped" in r:
             doc.paragraph(f"{m}: not applicable to {c['name']} ({r['skipped']}).")

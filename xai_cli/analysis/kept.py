@@ -1,6 +1,7 @@
-"""Arrays a stored model gave once, kept in its store entry: its probabilities on a split, its explanations.
+"""Arrays a stored model gave once, kept in its store entry: its probabilities on a split, its explanations,
+its counterfactuals.
 
-Both are deterministic functions of the entry and of what is asked (a split; an explainer's settings, the
+Each is a deterministic function of the entry and of what is asked (a split; a method's settings, the
 images, their classes, the seed), so a warm run reads them instead of computing them again. They are written
 whole or not at all (a temporary file renamed into place: a store shared by a sweep's jobs sees either the
 array or nothing), read without pickle, and used only if their shape is the one asked for.
@@ -15,16 +16,16 @@ import os
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 log = logging.getLogger("xai")
 
-# Bump when an explainer's maps change for the same settings (a fix in xai's own code): kept maps of the old
-# code are then never read. Library versions are part of the key already.
-EXPLANATION_REVISION = 1
+# Bump when a method's answers change for the same settings (a fix in xai's own code): what the old code kept is
+# then never read. Library versions are part of the key already.
+KEPT_REVISION = 1
 _LIBRARIES = ("torch", "captum", "shap", "lime", "scikit-image", "scikit-learn", "numpy")
 
 
@@ -91,13 +92,20 @@ def _keep(path: Path | None, write: Callable[[Path], Any], owner: str) -> None:
 
 def explanation_key(explainer: Any, x: torch.Tensor, target: torch.Tensor, seed: int, device: torch.device,
                     extra: Mapping[str, Any] | None = None) -> str | None:
-    """A sha256 of everything that determines an explainer's maps of one model: the method (its class), every
-    public setting, its background images, the images, their target classes, the seed torch is set to, the
-    device kind and the versions of the libraries that compute them, and `extra` (plain values: what else a
-    caller keeps beside the maps depends on). None when a setting is not a plain value (it could not be told
-    apart from another): such maps are never kept."""
+    """The key of an explainer's maps of one model: `question_key` over its reference images, the images and
+    their target classes."""
+    return question_key(explainer, (explainer.background, x, target), seed, device, extra)
+
+
+def question_key(method: Any, tensors: Sequence[torch.Tensor | None], seed: int, device: torch.device,
+                 extra: Mapping[str, Any] | None = None) -> str | None:
+    """A sha256 of everything that determines what a method (an explainer, a counterfactual search) gives for
+    one model: the method (its class), every public setting, the tensors it is given, the seed torch is set
+    to, the device kind, the versions of the libraries that compute it, and `extra` (plain values: what else
+    the answer depends on). None when a setting is not a plain value (it could not be told apart from
+    another): such answers are never kept."""
     settings: dict[str, Any] = {}
-    for name, value in sorted(vars(explainer).items()):
+    for name, value in sorted(vars(method).items()):
         if name.startswith("_") or name == "background":
             continue
         if not _plain(value):
@@ -105,11 +113,11 @@ def explanation_key(explainer: Any, x: torch.Tensor, target: torch.Tensor, seed:
         settings[name] = value
     digest = hashlib.sha256()
     digest.update(json.dumps({
-        "method": f"{type(explainer).__module__}.{type(explainer).__qualname__}",
-        "settings": settings, "seed": int(seed), "device": device.type, "revision": EXPLANATION_REVISION,
+        "method": f"{type(method).__module__}.{type(method).__qualname__}",
+        "settings": settings, "seed": int(seed), "device": device.type, "revision": KEPT_REVISION,
         "libraries": {name: _version(name) for name in _LIBRARIES}, "extra": dict(extra or {}),
     }, sort_keys=True, default=str).encode())
-    for tensor in (explainer.background, x, target):
+    for tensor in tensors:
         if tensor is None:
             digest.update(b"none")
             continue

@@ -47,7 +47,9 @@ def test_the_same_question_is_answered_from_the_entry_and_any_other_is_computed(
     np.testing.assert_array_equal(again, first)
     assert again.dtype == first.dtype
 
-    for other in (KernelShapExplainer(n_samples=80, n_segments=8, seed=0), KernelShapExplainer(n_samples=60, n_segments=8, seed=1)):
+    others = (KernelShapExplainer(n_samples=80, n_segments=8, seed=0),
+              KernelShapExplainer(n_samples=60, n_segments=8, seed=1))
+    for other in others:
         with pytest.raises(AssertionError, match="asked the model"):  # another setting: another question
             _ask(ctx, refusing, other)
     with pytest.raises(AssertionError, match="asked the model"):  # other images
@@ -64,7 +66,8 @@ def test_the_same_question_is_answered_from_the_entry_and_any_other_is_computed(
     np.testing.assert_array_equal(np.load(kept, allow_pickle=False), first)
     # an earlier epoch standing in for the model is never answered with the final weights' maps
     with pytest.raises(AssertionError, match="asked the model"):
-        _ask(ctx, Model("logreg", Refusing(), "store", model.spec, model.stored, epoch=1), explainer)  # type: ignore[arg-type]
+        earlier = Model("logreg", Refusing(), "store", model.spec, model.stored, epoch=1)  # type: ignore[arg-type]
+        _ask(ctx, earlier, explainer)
 
 
 def test_nothing_is_kept_when_the_store_says_so_or_the_model_is_not_stored(tmp_path: Path) -> None:
@@ -129,4 +132,5 @@ def test_a_warm_counterfactual_search_reads_what_it_found_and_says_so(tmp_path: 
     np.testing.assert_array_equal(again.counterfactuals["wachter"], first.counterfactuals["wachter"])
     assert "* Read from the classifier's store entry" in again.render().to_markdown()
     with pytest.raises(AssertionError, match="searched again"):  # other settings: another question
-        xai.counterfactual("mlp", "digits", **{**ask, "method_settings": {"wachter": {"search_rounds": 2, "steps": 11}}})
+        xai.counterfactual("mlp", "digits",
+                           **{**ask, "method_settings": {"wachter": {"search_rounds": 2, "steps": 11}}})

@@ -97,7 +97,8 @@ def test_svm_copies_see_the_same_subset_of_images_in_another_order(setup: Any) -
     seen = {}
     for label, seeds in plan_copies(["seed"], 3, 0).items():
         model = Recording()
-        SklearnFit(max_train_samples=300, seeds=seeds).fit(model, data, OmegaConf.create({}), 0, label)  # type: ignore[arg-type]
+        fit = SklearnFit(max_train_samples=300, seeds=seeds)
+        fit.fit(model, data, OmegaConf.create({}), 0, label)  # type: ignore[arg-type]
         seen[label] = model.x
     rows = {label: sorted(map(bytes, x)) for label, x in seen.items()}
     assert all(len(x) == 300 for x in seen.values())

@@ -274,8 +274,9 @@ def render(metrics: dict[str, Any], has_figure: Any) -> Document:
             if "skipped" in r:
                 skipped.setdefault((m, r["skipped"]), []).append(name)
                 continue
-            rows.append([name, m, f"{r['time_per_image_s']:.4f}" + (" *" if r.get("kept") else ""), r["deletion_auc"], r["deletion_auc_random"],
-                         r["insertion_auc"], r["insertion_auc_random"], r["stability"],
+            seconds = f"{r['time_per_image_s']:.4f}" + (" *" if r.get("kept") else "")
+            rows.append([name, m, seconds, r["deletion_auc"], r["deletion_auc_random"], r["insertion_auc"],
+                         r["insertion_auc_random"], r["stability"],
                          "n/a" if r["randomization_similarity"] is None else r["randomization_similarity"]])
     doc.table(["explainer", "model", "s / image", "deletion AUC", "random", "insertion AUC", "random",
                "stability", "randomisation"], rows)

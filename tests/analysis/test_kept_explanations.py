@@ -74,9 +74,13 @@ def test_nothing_is_kept_when_the_store_says_so_or_the_model_is_not_stored(tmp_p
     ctx, model = _stored_logreg(tmp_path, keep=False)
     _ask(ctx, model, KernelShapExplainer(n_samples=60, n_segments=8, seed=0))
     assert not (model.stored.path / EXPLANATIONS).exists()
-    given = Model("logreg", model.classifier, "given")
-    _ask(ctx, given, KernelShapExplainer(n_samples=60, n_segments=8, seed=0))
-    assert not (model.stored.path / EXPLANATIONS).exists()
+    # a model not from the store is asked every time, even by a store that keeps (it has no entry to keep in)
+    keeping, _ = _stored_logreg(tmp_path, keep=True)
+    explainer = KernelShapExplainer(n_samples=60, n_segments=8, seed=0)
+    _ask(keeping, Model("logreg", model.classifier, "given"), explainer)
+    with pytest.raises(AssertionError, match="asked the model"):
+        _ask(keeping, Model("logreg", Refusing(), "given"), explainer)  # type: ignore[arg-type]
+    assert not list(tmp_path.rglob(f"{EXPLANATIONS}/*.npy"))
 
 
 def test_a_setting_that_is_not_a_plain_value_is_never_keyed() -> None:

@@ -208,20 +208,23 @@ class RunContext:
         """A counterfactual method's answers for images `x` and classes `target`, with a record of plain values
         (its time), kept in the stored classifier's entry under `counterfactuals/`; `against` names what else
         they depend on (the generator's store key). The flag says they were read from the store."""
-        key = question_key(method, (x, target), self.seed, self.device, against)
-        return kept_array_and_record(self._kept_path(model, COUNTERFACTUALS, key), tuple(x.shape), compute,
-                                     model.name)
+        path = self._kept_path(model, COUNTERFACTUALS,
+                               lambda: question_key(method, (x, target), self.seed, self.device, against))
+        return kept_array_and_record(path, tuple(x.shape), compute, model.name)
 
     def _explanation_path(self, model: Model, explainer: Explainer, x: torch.Tensor, target: torch.Tensor,
                           seed: int, extra: Mapping[str, Any] | None = None) -> Path | None:
-        return self._kept_path(model, EXPLANATIONS, explanation_key(explainer, x, target, seed, self.device, extra))
+        return self._kept_path(model, EXPLANATIONS,
+                               lambda: explanation_key(explainer, x, target, seed, self.device, extra))
 
-    def _kept_path(self, model: Model, folder: str, key: str | None) -> Path | None:
-        """Where a stored model's answer to the question `key` is kept; None where nothing is (not a stored
-        model, an earlier epoch, a store told not to, a question without a key)."""
-        if key is None or model.stored is None or model.epoch is not None or not self.store.keep_explanations:
+    def _kept_path(self, model: Model, folder: str, key: Callable[[], str | None]) -> Path | None:
+        """Where a stored model's answer to the question `key()` is kept; None where nothing is (not a stored
+        model, an earlier epoch, a store told not to, a question without a key). The key (a hash of the
+        images) is computed only where something can be kept."""
+        if model.stored is None or model.epoch is not None or not self.store.keep_explanations:
             return None
-        return model.stored.path / folder / f"{key[:32]}.npy"
+        digest = key()
+        return None if digest is None else model.stored.path / folder / f"{digest[:32]}.npy"
 
     def background(self, n: int) -> torch.Tensor:
         """`n` random training inputs (seeded by the run's seed), in their original order."""

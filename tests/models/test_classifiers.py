@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -138,8 +140,8 @@ def test_blas_rbf_svc_equals_libsvm(n_classes: int) -> None:
     assert np.array_equal(fast.predict(x), slow.predict(x))
 
 
-@pytest.mark.parametrize("standardize", [False, True])
-def test_masked_svm_predictions_are_those_of_the_built_images(standardize: bool) -> None:
+@pytest.mark.parametrize("standardize,held_out", [(False, False), (True, False), (True, True)])
+def test_masked_svm_predictions_are_those_of_the_built_images(standardize: bool, held_out: bool) -> None:
     """KernelSHAP's and LIME's perturbed images scored without building their kernel rows pixel by pixel
     (`MaskedRows`): the same probabilities as the built images, with and without a scaler in front."""
     from sklearn.calibration import CalibratedClassifierCV
@@ -152,7 +154,11 @@ def test_masked_svm_predictions_are_those_of_the_built_images(standardize: bool)
     x, y = load_digits(return_X_y=True)
     images = torch.from_numpy(x / 16.0).float().reshape(-1, 1, 8, 8)
     svm = SklearnClassifier(CalibratedClassifierCV(BlasRBFSVC(C=10, gamma="scale"), cv=3, ensemble=False),
-                            standardize=standardize).fit(images[:1200], y[:1200])
+                            standardize=standardize)
+    if held_out:  # the SVM inside a FrozenEstimator (held-out calibration)
+        svm.fit_calibrated_on(images[:900], y[:900], images[900:1200], y[900:1200])
+    else:
+        svm.fit(images[:1200], y[:1200])
     rng = np.random.default_rng(0)
     segments = np.arange(64).reshape(8, 8) // 5  # 13 regions of up to 5 pixels
     answered = []  # whether the masked rows described the inputs (else the built images' kernel is used)
@@ -171,3 +177,32 @@ def test_masked_svm_predictions_are_those_of_the_built_images(standardize: bool)
     from sklearn.linear_model import LogisticRegression
     assert SklearnClassifier(LogisticRegression()).fit(images[:100], y[:100]).masked_predictor(
         image.transpose(2, 0, 1), 0.0, segments) is None  # no RBF SVM: the images are built
+
+
+def test_held_out_calibration_fits_the_model_once_and_calibrates_it_on_the_other_images(tmp_path: Path) -> None:
+    """`fit_calibrated_on`: the SVM is fitted on the training images only (its support vectors are among them),
+    one Platt scaling is fitted on the held-out ones, and the model is saved and read back through skops."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import load_digits
+    from sklearn.frozen import FrozenEstimator
+
+    from xai_cli.models.classifiers.sklearn_models import BlasRBFSVC, SklearnClassifier
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
+    svm = SklearnClassifier(CalibratedClassifierCV(BlasRBFSVC(C=10, gamma="scale"), cv=3, ensemble=False))
+    assert svm.calibrates
+    svm.fit_calibrated_on(x[:900], y[:900], x[900:1300], y[900:1300])
+    calibrated = svm.pipeline.steps[-1][1]
+    (only,) = calibrated.calibrated_classifiers_  # one calibration, no cross-validation fits
+    inner = only.estimator.estimator
+    assert isinstance(only.estimator, FrozenEstimator) and isinstance(inner, BlasRBFSVC)
+    training_rows = set(map(bytes, x[:900]))
+    assert all(bytes(v) in training_rows for v in inner.support_vectors_)
+    probs = svm.predict_proba(x[1300:])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs.argmax(1) == y[1300:]).mean() > 0.9
+    svm.save(tmp_path / "svm.skops")
+    again = SklearnClassifier(CalibratedClassifierCV(BlasRBFSVC(C=10, gamma="scale"), cv=3, ensemble=False))
+    again.load(tmp_path / "svm.skops")
+    np.testing.assert_array_equal(again.predict_proba(x[1300:]), probs)

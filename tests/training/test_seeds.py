@@ -107,3 +107,43 @@ def test_svm_copies_see_the_same_subset_of_images_in_another_order(setup: Any) -
     other_run = Recording()
     SklearnFit(max_train_samples=300).fit(other_run, data, OmegaConf.create({}), 1, "svm")  # type: ignore[arg-type]
     assert sorted(map(bytes, other_run.x)) != rows[BASE]  # another run seed: another subset
+
+
+def test_a_calibrated_sklearn_model_is_calibrated_on_training_images_its_subset_left_out(setup: Any) -> None:
+    """svm_rbf's Platt scaling: fitted once on the subset and calibrated on other training images, the same for
+    every copy, where the set leaves enough out; on a smaller set, the estimator's own cross-validation."""
+    from xai_cli.training.fit import SklearnFit
+
+    _, data = setup
+    train = data.split("train")
+
+    class Recording:
+        calibrates = True
+
+        def set_seed(self, seed: int) -> None:
+            pass
+
+        def fit(self, x: Any, y: Any) -> None:
+            self.x, self.held_out = x, None
+
+        def fit_calibrated_on(self, x: Any, y: Any, x_cal: Any, y_cal: Any) -> None:
+            self.x, self.held_out = x, x_cal
+
+    def rows(x: Any) -> set[bytes]:
+        return set(map(bytes, x))
+
+    seen = {}
+    for label, seeds in plan_copies(["seed"], 2, 0).items():
+        model = Recording()
+        result = SklearnFit(max_train_samples=300, calibration_images=200, seeds=seeds).fit(
+            model, data, OmegaConf.create({}), 0, label)  # type: ignore[arg-type]
+        assert result.details == {"train_samples": 300, "calibration_samples": 200}
+        seen[label] = model
+    base = seen[BASE]
+    assert len(base.held_out) == 200 and not rows(base.held_out) & rows(base.x)  # other images...
+    assert rows(base.held_out) <= rows(train.x.numpy())  # ...of the training split
+    assert rows(seen["seed-1"].held_out) == rows(base.held_out)  # the same for every copy
+    too_few = Recording()
+    SklearnFit(max_train_samples=300, calibration_images=len(train)).fit(
+        too_few, data, OmegaConf.create({}), 0, "svm")  # type: ignore[arg-type]
+    assert too_few.held_out is None and len(too_few.x) == 300  # cross-validated instead

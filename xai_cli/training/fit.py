@@ -97,33 +97,53 @@ class LightningFit:
 
 
 class SklearnFit:
-    """scikit-learn models: one `fit` on (a seeded random subset of) the flattened training images."""
+    """scikit-learn models: one `fit` on (a seeded random subset of) the flattened training images.
+
+    `calibration_images`: a calibrated estimator (svm_rbf's Platt scaling) whose subset leaves at least this many
+    training images unused is fitted once and calibrated on that many of them, instead of by the estimator's own
+    cross-validation (k more fits); smaller sets keep the cross-validation.
+    """
 
     # 1: stored with skops (before: a pickle, which is never read again); 2: the subset is the run seed's for
-    # every copy (copies with pinned seeds drew their own subset: other training data, not other randomness)
-    store_revision = 2
+    # every copy (copies with pinned seeds drew their own subset: other training data, not other randomness);
+    # 3: held-out calibration (`calibration_images`)
+    store_revision = 3
 
-    def __init__(self, max_train_samples: int | None = None, seeds: Mapping[str, int] | None = None) -> None:
+    def __init__(self, max_train_samples: int | None = None, calibration_images: int | None = None,
+                 seeds: Mapping[str, int] | None = None) -> None:
         self.max_train_samples = max_train_samples
+        self.calibration_images = calibration_images
         self.seeds = seeds
 
     def fit(self, model: SklearnClassifier, data: ArrayDataModule, trainer_cfg: DictConfig, seed: int,
             label: str) -> FitResult:
         seeds = Seeds.of(self.seeds, seed)
         split = data.split("train")
-        x, y = split.x.numpy(), split.y.numpy()
+        x_all, y_all = split.x.numpy(), split.y.numpy()
+        x, y = x_all, y_all
+        held_out: np.ndarray | None = None  # the training images calibration is fitted on, if held out
         if self.max_train_samples and len(y) > self.max_train_samples:
             # Which images is the data, not training randomness: the run's seed draws them, so copies that vary
             # the order seed (consistency) see the same images, as retrained nets do, in another order.
-            idx = np.sort(np.random.default_rng(int(seed)).choice(len(y), self.max_train_samples, replace=False))
+            drawn = np.random.default_rng(int(seed)).permutation(len(y))
+            idx, rest = np.sort(drawn[: self.max_train_samples]), drawn[self.max_train_samples :]
+            if self.calibration_images and model.calibrates and len(rest) >= self.calibration_images:
+                held_out = np.sort(rest[: self.calibration_images])
             x, y = x[idx], y[idx]
         if self.seeds:  # pinned seeds: the order seed also permutes the examples (as data order does for nets)
             perm = np.random.default_rng(seeds.order).permutation(len(y))
             x, y = x[perm], y[perm]
         model.set_seed(seeds.init)
-        log.info("%s: fitting on %d training images", label, len(y))
         start = time.perf_counter()
-        model.fit(x, y)
+        if held_out is not None:
+            log.info("%s: fitting on %d training images, calibrating on %d others", label, len(y), len(held_out))
+            model.fit_calibrated_on(x, y, x_all[held_out], y_all[held_out])
+        else:
+            log.info("%s: fitting on %d training images", label, len(y))
+            model.fit(x, y)
         elapsed = time.perf_counter() - start
         log.info("%s: fitted in %.1f s", label, elapsed)
-        return FitResult(elapsed, {"train_samples": int(len(y))})
+        details: dict[str, Any] = {"train_samples": int(len(y))}
+        if held_out is not None:
+            details["calibration_samples"] = int(len(held_out))
+        return FitResult(elapsed, details)

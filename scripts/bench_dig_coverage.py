@@ -14,7 +14,8 @@ found areas whose inside points the models really disagree on. Distinct points: 
 asked the models about, counted once.
 
 Public DIG (k_init 10, 5 refinement epochs), measured by the issue's author: 32,428 distinct points,
-coverage 0.941 / 0.969 / 0.990 at δ = 0.025 / 0.05 / 0.1.
+coverage 0.941 / 0.969 / 0.990 at δ = 0.025 / 0.05 / 0.1. Its graph search (DIG.py's `Digger(k_init=10).fit(5)`
+on these fitted models) took 7.3 s on an AMD EPYC, 2 cores (the README says how it was run); ours prints its own.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ classifier's whole recipe and prints its test accuracy.
     python scripts/bench_train.py --model lenet --rounds 3
     python scripts/bench_train.py --dataset digits --epochs 5
     python scripts/bench_train.py --accuracy                # + the cnn's test accuracy in fp32 and bf16
+    python scripts/bench_train.py --model mlp --one-thread  # + xai fp32 on one thread
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ def xai_bf16(cfg, data, seed: int) -> float:
     return xai_fit(cfg, data, seed, "bf16-mixed")[1].train_time_s
 
 
+def xai_one_thread(cfg, data, seed: int) -> float:
+    """xai's fp32 path on one thread: whether two copies side by side (consistency) would beat one at a time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return xai_path(cfg, data, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_accuracy(model, data) -> float:
     test = data.split("test")
     return accuracy(model.eval().predict_proba(test.x), test.y.numpy())
@@ -102,6 +113,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also train on one thread (xai fp32): two such runs side by side vs one on all threads")
     parser.add_argument("--accuracy", action="store_true",
                         help="also train the whole recipe once per precision and print the test accuracies")
     args = parser.parse_args()
@@ -112,7 +125,8 @@ def main() -> None:
     n_images = len(data.split("train")) * args.epochs
     print(f"{args.model} on {args.dataset}: {n_images:,} training images per run, {torch.get_num_threads()} threads, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, bf16 kernels: {'yes' if bf16 else 'no'}")
-    runs = {"xai": xai_path, **({"bf16": xai_bf16} if bf16 else {}), "plain": plain_loop}
+    runs = {"xai": xai_path, **({"bf16": xai_bf16} if bf16 else {}), "plain": plain_loop,
+            **({"1thr": xai_one_thread} if args.one_thread else {})}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(args.rounds):
         for name, run in runs.items():
@@ -122,7 +136,9 @@ def main() -> None:
     rate = {name: n_images / statistics.median(t) for name, t in times.items()}
     print("median images/s: " + ", ".join(f"{name} {r:.0f}" for name, r in rate.items())
           + f"; xai/plain = {rate['xai'] / rate['plain']:.3f} (target >= 0.90)"
-          + (f"; bf16/xai = {rate['bf16'] / rate['xai']:.3f}" if bf16 else ""))
+          + (f"; bf16/xai = {rate['bf16'] / rate['xai']:.3f}" if bf16 else "")
+          + (f"; 1thr/xai = {rate['1thr'] / rate['xai']:.3f} (two one-thread runs side by side pay above 0.5)"
+             if args.one_thread else ""))
     if args.accuracy:
         cfg, data = load(args, None)  # the classifier's own epochs and schedule
         for precision in ("32-true", *(("bf16-mixed",) if bf16 else ())):

@@ -146,7 +146,7 @@ class SklearnClassifier:
                           x_cal: torch.Tensor | np.ndarray, y_cal: torch.Tensor | np.ndarray) -> "SklearnClassifier":
         """Fit the calibrated estimator once on (x, y) and its calibration (the configured method) on held-out
         (x_cal, y_cal): scikit-learn's recommendation when held-out data exist, instead of the cross-validation's
-        k extra fits (an RBF SVM on 20,000 MNIST images: 27 s instead of 107 s, the same test accuracy)."""
+        k extra fits (an RBF SVM on 20,000 MNIST images: 27 s instead of 107 s, test accuracy 97.51 vs 97.52 %)."""
         *scaling, (name, calibrated) = self.pipeline.steps
         if not isinstance(calibrated, CalibratedClassifierCV):
             raise TypeError(f"held-out calibration needs a CalibratedClassifierCV, the pipeline ends in {name}")

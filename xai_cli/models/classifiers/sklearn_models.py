@@ -150,11 +150,9 @@ class SklearnClassifier:
         *scaling, (name, calibrated) = self.pipeline.steps
         if not isinstance(calibrated, CalibratedClassifierCV):
             raise TypeError(f"held-out calibration needs a CalibratedClassifierCV, the pipeline ends in {name}")
-        features = self._flat(x)
-        for _, step in scaling:
+        features, held_out = self._flat(x), self._flat(x_cal)
+        for _, step in scaling:  # fitted on the training images only, applied to both
             features = step.fit_transform(features)
-        held_out = self._flat(x_cal)
-        for _, step in scaling:
             held_out = step.transform(held_out)
         model = clone(calibrated.estimator).fit(features, np.asarray(y))
         frozen = clone(calibrated).set_params(estimator=FrozenEstimator(model), cv=None, ensemble="auto", n_jobs=None)
